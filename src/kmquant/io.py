@@ -1,0 +1,277 @@
+"""Reading images of any common format, and writing indexed PNGs safely.
+
+Reading goes through Pillow and always yields uint8 RGB (H, W, 3) or RGBA (H, W, 4): EXIF
+orientation is applied, greyscale is expanded to three equal channels, 16-bit samples are scaled
+to 8 bits, palette and CMYK images are converted, and animations give their first frame.
+
+Writing is atomic: the bytes go to a temporary file in the destination folder, which is then
+renamed (or hard-linked) into place, so a reader never sees half a file and an interrupted run
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ._exceptions import ImageReadError, ImageWriteError, OutputExistsError
+from .quantize import QuantizedImage
+
+__all__ = [
+    "atomic_write_bytes",
+    "check_output_path",
+    "decode_image",
+    "encode_png",
+    "read_bytes",
+    "read_image",
+    "write_png",
+]
+
+ImageSource = str | os.PathLike[str] | bytes | BinaryIO
+
+
+def read_bytes(source: ImageSource) -> bytes:
+    """All the bytes of a file path, a binary file object, or bytes as they are.
+
+    Raises
+    ------
+    ImageReadError
+        If the path does not exist, is a folder, or cannot be read.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if hasattr(source, "read"):
+        return source.read()  # type: ignore[union-attr]
+    path = Path(source)  # type: ignore[arg-type]
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"cannot read '{path}': no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"cannot read '{path}': it is a folder, not an image") from None
+    except PermissionError:
+        raise ImageReadError(f"cannot read '{path}': permission denied") from None
+    except OSError as error:
+        raise ImageReadError(f"cannot read '{path}': {error.strerror or error}") from None
+
+
+def _to_array(image: Image.Image) -> np.ndarray:
+    """Pillow image of any mode -> uint8 RGB or RGBA array."""
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        # 16-bit (or 32-bit) greyscale: Pillow keeps the wide samples; scale them to 8 bits.
+        samples = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            full_scale = 1.0 if samples.max(initial=0.0) <= 1.0 else 255.0
+        else:
+            full_scale = 65535.0
+        grey = np.floor(np.clip(samples / full_scale, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    has_alpha = "A" in image.getbands() or "transparency" in image.info
+    target = "RGBA" if has_alpha else "RGB"
+    if image.mode != target:
+        image = image.convert(target)
+    return np.array(image, dtype=np.uint8)
+
+
+def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
+    """Decode image file bytes to a uint8 RGB (H, W, 3) or RGBA (H, W, 4) array.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file: PNG, JPEG, PPM/PGM, BMP, TIFF, WebP, GIF (first frame), or anything
+        else Pillow reads.
+    name : str, optional
+        Used in error messages.
+
+    Raises
+    ------
+    ImageReadError
+        If the bytes are empty, not an image, truncated, or have too many pixels.
+    """
+    if not data:
+        raise ImageReadError(f"cannot read '{name}': the file is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.seek(0)
+            opened.load()
+            upright = ImageOps.exif_transpose(opened)
+            return _to_array(upright)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"cannot read '{name}': not an image Pillow recognises") from None
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"cannot read '{name}': {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageReadError(f"cannot read '{name}': truncated or corrupt image ({error})") from None
+
+
+def read_image(source: ImageSource) -> np.ndarray:
+    """Read an image file into a uint8 array.
+
+    Parameters
+    ----------
+    source : str, path, bytes or binary file object
+
+    Returns
+    -------
+    image : ndarray of uint8, shape (height, width, 3) or (height, width, 4)
+        RGB, or RGBA when the file has transparency.
+
+    Raises
+    ------
+    ImageReadError
+        Missing file, folder, not an image, truncated or corrupt data.
+
+    Examples
+    --------
+    >>> from kmquant.io import read_image
+    >>> from kmquant._sample import sample_image_path
+    >>> read_image(sample_image_path()).shape
+    (512, 768, 3)
+    """
+    name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(
+        getattr(source, "name", source)
+    )
+    return decode_image(read_bytes(source), name)
+
+
+def encode_png(result: QuantizedImage, *, optimize: bool = True) -> bytes:
+    """Encode a quantized image as an indexed PNG.
+
+    The PNG has colour type 3 (palette) with exactly ``result.n_colors`` palette entries and
+    the smallest bit depth that holds them: 1 bit for 2 colours, 2 for 4, 4 for 16, else 8.
+
+    Parameters
+    ----------
+    result : QuantizedImage
+    optimize : bool, optional
+        Let Pillow's encoder try harder for smaller output (default True).
+
+    Returns
+    -------
+    bytes
+    """
+    height, width = result.labels.shape
+    palette = result.palette
+    if palette.shape[1] == 1:
+        palette = np.repeat(palette, 3, axis=1)
+    indexed = Image.frombytes("P", (width, height), np.ascontiguousarray(result.labels).tobytes())
+    indexed.putpalette(np.ascontiguousarray(palette[:, :3]).tobytes(), "RGB")
+    buffer = io.BytesIO()
+    indexed.save(buffer, format="PNG", optimize=optimize)
+    return buffer.getvalue()
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Raise unless a file could be written at ``path``: call it before slow work.
+
+    Raises
+    ------
+    OutputExistsError
+        If the file exists and ``overwrite`` is False.
+    ImageWriteError
+        If its folder does not exist, or the path is a folder.
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise ImageWriteError(f"cannot write '{target}': folder '{target.parent}' does not exist")
+    if target.is_dir():
+        raise ImageWriteError(f"cannot write '{target}': it is a folder")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"'{target}' already exists; refusing to overwrite it")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> None:
+    """Write bytes to a file atomically: all of them or nothing.
+
+    Parameters
+    ----------
+    path : str or path
+    data : bytes
+    overwrite : bool, optional
+        Replace an existing file (default False: refuse).
+
+    Raises
+    ------
+    OutputExistsError
+        If the file exists and ``overwrite`` is False.
+    ImageWriteError
+        If the folder does not exist or the file cannot be written.
+    """
+    check_output_path(path, overwrite=overwrite)
+    target = Path(path)
+    folder = target.parent
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as error:
+        raise ImageWriteError(f"cannot write '{target}': {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, _file_mode())
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            # link() fails if the target appeared meanwhile, so nothing is ever clobbered.
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                raise OutputExistsError(
+                    f"'{target}' already exists; refusing to overwrite it"
+                ) from None
+            except OSError:
+                os.replace(temporary, target)
+    except OSError as error:
+        raise ImageWriteError(f"cannot write '{target}': {error.strerror or error}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def write_png(
+    path: str | os.PathLike[str],
+    result: QuantizedImage,
+    *,
+    overwrite: bool = False,
+    optimize: bool = True,
+) -> int:
+    """Write a quantized image as an indexed PNG, atomically.
+
+    Parameters
+    ----------
+    path : str or path
+    result : QuantizedImage
+    overwrite : bool, optional
+        Replace an existing file (default False: refuse, so nothing is lost by accident).
+    optimize : bool, optional
+        See :func:`encode_png`.
+
+    Returns
+    -------
+    n_bytes : int
+        Size of the written file.
+
+    Raises
+    ------
+    OutputExistsError, ImageWriteError
+        See :func:`atomic_write_bytes`.
+    """
+    data = encode_png(result, optimize=optimize)
+    atomic_write_bytes(path, data, overwrite=overwrite)
+    return len(data)

@@ -1,0 +1,298 @@
+"""The orchestrator: an image in, K colours and an index per pixel out.
+
+It reads like the algorithm: normalise the image, count its colours, run k-means on the
+weighted colours (with restarts), round the centres to a uint8 palette, and give every pixel
+the index of its nearest palette entry through the histogram.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._exceptions import KmquantWarning
+from .histogram import ColorHistogram, color_histogram
+from .kmeans import (
+    INIT_METHODS,
+    KMeansResult,
+    _check_n_colors,
+    _lloyd,
+    _tolerance,
+    kmeans_init_centroids,
+)
+from .palette import centers_to_palette, luminance_order
+from .remap import nearest_palette_labels
+
+__all__ = ["QuantizedImage", "as_uint8_image", "flatten_alpha", "quantize"]
+
+MAX_COLORS = 256
+DEFAULT_N_INIT = 3
+DEFAULT_MAX_ITER = 300
+DEFAULT_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class QuantizedImage:
+    """An image reduced to a palette and one palette index per pixel.
+
+    Attributes
+    ----------
+    palette : ndarray of uint8, shape (n_colors, n_channels)
+        The colours, darkest first; every entry is used by at least one pixel.
+    labels : ndarray of uint8, shape (height, width)
+        The palette index of every pixel.
+    inertia : float
+        Sum over all pixels and channels of the squared difference between the image and
+        ``to_image()`` (0..255 scale): k-means' objective J for the returned palette.
+    n_iter : int
+        Lloyd iterations of the restart that was kept (0 when no k-means was needed).
+    n_input_colors : int
+        Distinct colours in the (normalised) input image.
+    squeeze_channels : bool
+        True when the input was a 2-D greyscale array, so ``to_image()`` is 2-D too.
+    """
+
+    palette: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    n_iter: int
+    n_input_colors: int
+    squeeze_channels: bool = False
+
+    @property
+    def n_colors(self) -> int:
+        """Number of palette entries."""
+        return int(self.palette.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the image ``to_image()`` returns."""
+        height, width = self.labels.shape
+        if self.squeeze_channels:
+            return (height, width)
+        return (height, width, int(self.palette.shape[1]))
+
+    def to_image(self) -> np.ndarray:
+        """The quantized image, ``palette[labels]``, as uint8 (same layout as the input)."""
+        image = self.palette[self.labels]
+        if self.squeeze_channels:
+            return image[:, :, 0]
+        return image
+
+
+def as_uint8_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Bring an image array to uint8, shape (height, width, channels).
+
+    Parameters
+    ----------
+    image : array_like
+        2-D (greyscale) or 3-D with 1 to 4 channels (grey, grey+alpha, RGB, RGBA). uint8 is
+        taken as is; uint16 is scaled by 255/65535; bool maps to 0/255; floats are taken as
+        0..1 and clipped; other integer types must already lie in 0..255.
+
+    Returns
+    -------
+    pixels : ndarray of uint8, shape (height, width, channels)
+        A new array when any conversion was needed; never a view the caller could write to.
+    squeezed : bool
+        True if the input was 2-D.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For any other dtype, shape, or out-of-range values.
+    """
+    array = np.asarray(image)
+    squeezed = array.ndim == 2
+    if squeezed:
+        array = array[:, :, None]
+    if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
+        raise ValueError(
+            "image must be 2-D or 3-D with 1 to 4 channels, got shape "
+            f"{np.asarray(image).shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"image must have at least one pixel, got shape {array.shape}")
+    kind = array.dtype.kind
+    if array.dtype == np.uint8:
+        pixels = array.copy()
+    elif array.dtype == np.uint16:
+        pixels = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif kind == "b":
+        pixels = array.astype(np.uint8) * np.uint8(255)
+    elif kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise ValueError("image must be finite, got NaN or infinity")
+        pixels = np.floor(np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif kind in "iu":
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"integer image of dtype {array.dtype} must lie in 0..255, got {low}..{high}"
+            )
+        pixels = array.astype(np.uint8)
+    else:
+        raise TypeError(f"image must be a numeric array, got dtype={array.dtype}")
+    return pixels, squeezed
+
+
+def flatten_alpha(pixels: np.ndarray) -> np.ndarray:
+    """Composite uint8 grey+alpha or RGBA (H, W, 2 or 4) over white, dropping the alpha."""
+    colour = pixels[:, :, :-1].astype(np.float64)
+    alpha = pixels[:, :, -1:].astype(np.float64) / 255.0
+    composite = colour * alpha + 255.0 * (1.0 - alpha)
+    return np.floor(composite + 0.5).astype(np.uint8)
+
+
+def _check_options(init: str, n_init: int, max_iter: int, tol: float) -> None:
+    if init not in INIT_METHODS:
+        raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}")
+    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not (isinstance(tol, (int, float, np.floating)) and np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+
+
+def _best_of_restarts(
+    histogram: ColorHistogram,
+    n_colors: int,
+    *,
+    init: str,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    rng: np.random.Generator,
+) -> KMeansResult:
+    """Weighted k-means on the histogram, ``n_init`` times; the lowest inertia wins."""
+    colors = histogram.colors.astype(np.float64)
+    weights = histogram.counts.astype(np.float64)
+    tol_abs = _tolerance(colors, weights, tol)
+    best: KMeansResult | None = None
+    for _ in range(n_init):
+        initial = kmeans_init_centroids(
+            colors, n_colors, method=init, sample_weight=weights, rng=rng
+        )
+        result = _lloyd(colors, initial, weights, max_iter, tol_abs)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    assert best is not None
+    return best
+
+
+def quantize(
+    image: np.ndarray,
+    n_colors: int = 16,
+    *,
+    init: str = "k-means++",
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    rng: int | np.random.Generator | None = None,
+) -> QuantizedImage:
+    r"""Reduce an image to at most ``n_colors`` colours found by k-means.
+
+    Parameters
+    ----------
+    image : array_like
+        Greyscale (H, W) or (H, W, C) with C in 1..4; see :func:`as_uint8_image` for dtypes.
+        An alpha channel is composited over white (with a :class:`KmquantWarning`).
+        The caller's array is never modified.
+    n_colors : int, optional
+        Number of colours K, 1 to 256 (default 16).
+    init : {"k-means++", "random"}, optional
+        How each restart picks its first centres (see :func:`kmeans_init_centroids`).
+    n_init : int, optional
+        Number of k-means restarts; the one with the lowest inertia is kept (default 3).
+    max_iter : int, optional
+        Most Lloyd iterations per restart (default 300).
+    tol : float, optional
+        Relative tolerance on the centre shift (see :func:`run_kmeans`; default 1e-4).
+    rng : int, numpy.random.Generator or None, optional
+        Seed or generator; the same seed on the same image gives the same result.
+
+    Returns
+    -------
+    QuantizedImage
+        The palette, the per-pixel indices, the inertia and the iteration count.
+
+    Warns
+    -----
+    KmquantWarning
+        If the image has fewer distinct colours than ``n_colors`` (they are returned exactly),
+        or if an alpha channel was flattened.
+
+    Notes
+    -----
+    k-means runs on the image's colour histogram: the distinct colours :math:`x_j` weighted by
+    their pixel counts :math:`n_j`. Because :math:`J = \sum_j n_j \lVert x_j - \mu_{c(j)}
+    \rVert^2` is exactly the per-pixel sum of squares, this gives the same centres as k-means
+    on all pixels. The centres are rounded to uint8 and every colour is then mapped to its
+    nearest palette entry, which can only lower J further.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((4, 4, 3), dtype=np.uint8)
+    >>> image[:, 2:] = [200, 30, 30]
+    >>> result = quantize(image, 2, rng=0)
+    >>> result.palette.tolist(), result.inertia
+    ([[0, 0, 0], [200, 30, 30]], 0.0)
+    """
+    n_colors = _check_n_colors(n_colors)
+    if n_colors > MAX_COLORS:
+        raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
+    _check_options(init, n_init, max_iter, tol)
+    pixels, squeezed = as_uint8_image(image)
+    if pixels.shape[2] in (2, 4):
+        warnings.warn(
+            "alpha channel flattened over white (transparency is not kept yet)",
+            KmquantWarning,
+            stacklevel=2,
+        )
+        pixels = flatten_alpha(pixels)
+    height, width, _ = pixels.shape
+    histogram = color_histogram(pixels)
+
+    if histogram.n_colors <= n_colors:
+        if histogram.n_colors < n_colors:
+            warnings.warn(
+                f"the image has only {histogram.n_colors} distinct colours, fewer than "
+                f"n_colors={n_colors}; they are kept exactly",
+                KmquantWarning,
+                stacklevel=2,
+            )
+        palette = histogram.colors
+        n_iter = 0
+    else:
+        best = _best_of_restarts(
+            histogram,
+            n_colors,
+            init=init,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            rng=np.random.default_rng(rng),
+        )
+        palette = centers_to_palette(best.centers)
+        n_iter = best.n_iter
+
+    palette = palette[luminance_order(palette)]
+    color_labels = nearest_palette_labels(histogram.colors, palette)
+    # Rounding can merge two centres, or leave one with no colour: keep only used entries.
+    used, color_labels = np.unique(color_labels, return_inverse=True)
+    palette = palette[used]
+    color_labels = color_labels.reshape(-1)
+    differences = histogram.colors.astype(np.float64) - palette[color_labels]
+    inertia = float(np.dot(histogram.counts, np.einsum("ij,ij->i", differences, differences)))
+    labels = color_labels.astype(np.uint8)[histogram.inverse].reshape(height, width)
+    return QuantizedImage(
+        palette=np.ascontiguousarray(palette),
+        labels=labels,
+        inertia=inertia,
+        n_iter=n_iter,
+        n_input_colors=histogram.n_colors,
+        squeeze_channels=squeezed,
+    )
