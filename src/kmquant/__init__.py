@@ -54,3 +54,8 @@ __all__ = [
     "sample_image_path",
     "write_png",
 ]
+
+
+def __dir__() -> list[str]:
+    # Submodules become attributes once imported; the public surface is __all__ alone.
+    return list(__all__)

@@ -82,18 +82,45 @@ def _non_negative_float(text: str) -> float:
 
 
 def _add_kmeans_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-k", "--colors", dest="n_colors", type=_n_colors, default=16,
-                        metavar="K", help=f"number of colours, 1..{MAX_COLORS} (default 16)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed; same seed and input give the same bytes (default 0)")
-    parser.add_argument("--n-init", type=_positive_int, default=DEFAULT_N_INIT,
-                        help=f"k-means restarts, best kept (default {DEFAULT_N_INIT})")
-    parser.add_argument("--max-iter", type=_positive_int, default=DEFAULT_MAX_ITER,
-                        help=f"most Lloyd iterations per restart (default {DEFAULT_MAX_ITER})")
-    parser.add_argument("--tol", type=_non_negative_float, default=DEFAULT_TOL,
-                        help=f"relative tolerance on centre shift (default {DEFAULT_TOL:g})")
-    parser.add_argument("--init", choices=INIT_METHODS, default="k-means++",
-                        help="initialisation (default k-means++)")
+    parser.add_argument(
+        "-k",
+        "--colors",
+        dest="n_colors",
+        type=_n_colors,
+        default=16,
+        metavar="K",
+        help=f"number of colours, 1..{MAX_COLORS} (default 16)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; same seed and input give the same bytes (default 0)",
+    )
+    parser.add_argument(
+        "--n-init",
+        type=_positive_int,
+        default=DEFAULT_N_INIT,
+        help=f"k-means restarts, best kept (default {DEFAULT_N_INIT})",
+    )
+    parser.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        default=DEFAULT_MAX_ITER,
+        help=f"most Lloyd iterations per restart (default {DEFAULT_MAX_ITER})",
+    )
+    parser.add_argument(
+        "--tol",
+        type=_non_negative_float,
+        default=DEFAULT_TOL,
+        help=f"relative tolerance on centre shift (default {DEFAULT_TOL:g})",
+    )
+    parser.add_argument(
+        "--init",
+        choices=INIT_METHODS,
+        default="k-means++",
+        help="initialisation (default k-means++)",
+    )
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -104,30 +131,44 @@ def main_parser() -> argparse.ArgumentParser:
         "written as a real indexed PNG.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     parser_class=_OneLineParser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser
+    )
 
     compress = commands.add_parser(
-        "compress", help="compress one image to K colours",
+        "compress",
+        help="compress one image to K colours",
         description="Compress an image to K colours found by k-means and write an indexed PNG.",
     )
     compress.add_argument("input", metavar="IN", help="input image, or - for standard input")
-    compress.add_argument("-o", "--output", metavar="OUT",
-                          help="output PNG, or - for standard output "
-                          "(default: IN's name with -kK.png, beside it; stdout for stdin)")
+    compress.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="output PNG, or - for standard output "
+        "(default: IN's name with -kK.png, beside it; stdout for stdin)",
+    )
     _add_kmeans_options(compress)
-    compress.add_argument("--force", action="store_true",
-                          help="overwrite OUT if it exists (default: refuse)")
-    compress.add_argument("--json", action="store_true",
-                          help="print the summary as one JSON object")
+    compress.add_argument(
+        "--force", action="store_true", help="overwrite OUT if it exists (default: refuse)"
+    )
+    compress.add_argument(
+        "--json", action="store_true", help="print the summary as one JSON object"
+    )
 
     demo = commands.add_parser(
-        "demo", help="compress the bundled sample photo and draw a comparison",
+        "demo",
+        help="compress the bundled sample photo and draw a comparison",
         description="Compress the bundled Kodak sample photo and write the indexed PNG and a "
         "side-by-side comparison figure into a folder (its files are replaced).",
     )
-    demo.add_argument("-o", "--output-dir", default="demo-out", metavar="DIR",
-                      help="folder for the results (default demo-out)")
+    demo.add_argument(
+        "-o",
+        "--output-dir",
+        default="demo-out",
+        metavar="DIR",
+        help="folder for the results (default demo-out)",
+    )
     _add_kmeans_options(demo)
     return parser
 
@@ -212,8 +253,10 @@ def _compress(args: argparse.Namespace) -> int:
     source_label = "<stdin>" if args.input == STDIO else args.input
     target_label = "<stdout>" if output == STDIO else output
     if args.json:
-        print(json.dumps({"input": source_label, "output": target_label, **summary}),
-              file=report_stream)
+        print(
+            json.dumps({"input": source_label, "output": target_label, **summary}),
+            file=report_stream,
+        )
     else:
         print(_summary_line(source_label, target_label, summary), file=report_stream)
     return EXIT_OK
@@ -268,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
-    except Exception as error:  # noqa: BLE001 - the CLI promises no tracebacks
+    except Exception as error:
         if os.environ.get("KMQUANT_DEBUG"):
             raise
         print(f"{PROG}: internal error: {type(error).__name__}: {error}", file=sys.stderr)

@@ -5,9 +5,9 @@ one-line message and an exit code.
 """
 
 __all__ = [
-    "KmquantError",
     "ImageReadError",
     "ImageWriteError",
+    "KmquantError",
     "KmquantWarning",
     "OutputExistsError",
 ]

@@ -77,8 +77,9 @@ def comparison_figure(
     for column, (picture, label) in enumerate(panels):
         axes = figure.add_subplot(grid[0, column])
         greyscale = picture.ndim == 2
-        axes.imshow(picture, cmap="gray" if greyscale else None, vmin=0, vmax=255,
-                    interpolation="nearest")
+        axes.imshow(
+            picture, cmap="gray" if greyscale else None, vmin=0, vmax=255, interpolation="nearest"
+        )
         axes.set_title(label)
         axes.set_axis_off()
     parts = []

@@ -110,7 +110,9 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
     except Image.DecompressionBombError as error:
         raise ImageReadError(f"cannot read '{name}': {error}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageReadError(f"cannot read '{name}': truncated or corrupt image ({error})") from None
+        raise ImageReadError(
+            f"cannot read '{name}': truncated or corrupt image ({error})"
+        ) from None
 
 
 def read_image(source: ImageSource) -> np.ndarray:
@@ -137,8 +139,10 @@ def read_image(source: ImageSource) -> np.ndarray:
     >>> read_image(sample_image_path()).shape
     (512, 768, 3)
     """
-    name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(
-        getattr(source, "name", source)
+    name = (
+        "<bytes>"
+        if isinstance(source, (bytes, bytearray, memoryview))
+        else str(getattr(source, "name", source))
     )
     return decode_image(read_bytes(source), name)
 
@@ -195,7 +199,9 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = False) 
         raise OutputExistsError(f"'{target}' already exists; refusing to overwrite it")
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False
+) -> None:
     """Write bytes to a file atomically: all of them or nothing.
 
     Parameters

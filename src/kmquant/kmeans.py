@@ -99,9 +99,7 @@ def _as_weights(sample_weight: np.ndarray | None, n_samples: int) -> np.ndarray:
         return np.ones(n_samples, dtype=np.float64)
     weights = np.asarray(sample_weight, dtype=np.float64)
     if weights.shape != (n_samples,):
-        raise ValueError(
-            f"sample_weight must have shape ({n_samples},), got {weights.shape}"
-        )
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {weights.shape}")
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError("sample_weight must be finite and non-negative")
     if not weights.sum() > 0:
@@ -279,9 +277,7 @@ def _init_kmeans_plusplus(
         # side="right" never lands on a point of zero mass (already a centre), so the
         # centres stay distinct.
         draws = rng.uniform(size=n_local_trials) * potential
-        candidate_ids = np.minimum(
-            np.searchsorted(cumulative, draws, side="right"), n_samples - 1
-        )
+        candidate_ids = np.minimum(np.searchsorted(cumulative, draws, side="right"), n_samples - 1)
         candidate_distances = _squared_distances(X[candidate_ids], X)
         np.minimum(closest[None, :], candidate_distances, out=candidate_distances)
         candidate_potentials = candidate_distances @ weights
@@ -507,8 +503,7 @@ def run_kmeans(
     centers = _as_points(initial_centroids, "initial_centroids").copy()
     if centers.shape[1] != points.shape[1]:
         raise ValueError(
-            f"initial_centroids must have {points.shape[1]} features like X, "
-            f"got {centers.shape[1]}"
+            f"initial_centroids must have {points.shape[1]} features like X, got {centers.shape[1]}"
         )
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")

@@ -17,9 +17,7 @@ def _pair(reference: np.ndarray, distorted: np.ndarray) -> tuple[np.ndarray, np.
     first = np.asarray(reference)
     second = np.asarray(distorted)
     if first.shape != second.shape:
-        raise ValueError(
-            f"images must have the same shape, got {first.shape} and {second.shape}"
-        )
+        raise ValueError(f"images must have the same shape, got {first.shape} and {second.shape}")
     if first.size == 0:
         raise ValueError("images must not be empty")
     return first.astype(np.float64), second.astype(np.float64)

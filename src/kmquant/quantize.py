@@ -110,8 +110,7 @@ def as_uint8_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
         array = array[:, :, None]
     if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
         raise ValueError(
-            "image must be 2-D or 3-D with 1 to 4 channels, got shape "
-            f"{np.asarray(image).shape}"
+            f"image must be 2-D or 3-D with 1 to 4 channels, got shape {np.asarray(image).shape}"
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"image must have at least one pixel, got shape {array.shape}")

@@ -25,7 +25,5 @@ def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarra
     -------
     labels : ndarray of intp, shape (n_colors_in,)
     """
-    labels, _ = _assign(
-        np.asarray(colors, dtype=np.float64), np.asarray(palette, dtype=np.float64)
-    )
+    labels, _ = _assign(np.asarray(colors, dtype=np.float64), np.asarray(palette, dtype=np.float64))
     return labels

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from kmquant import color_histogram
+from kmquant.histogram import pack_colors
+
+
+def test_histogram_of_the_sample_rebuilds_every_pixel(sample_image):
+    hist = color_histogram(sample_image)
+    pixels = sample_image.reshape(-1, 3)
+    np.testing.assert_array_equal(hist.colors[hist.inverse], pixels)
+    assert hist.counts.sum() == pixels.shape[0]
+    assert hist.n_colors == np.unique(pixels, axis=0).shape[0]
+    assert np.all(hist.counts > 0)
+
+
+@pytest.mark.parametrize("n_channels", [1, 2, 3, 4])
+def test_histogram_counts_by_hand(n_channels):
+    pixels = np.array([[7] * n_channels, [0] * n_channels, [7] * n_channels], dtype=np.uint8)
+    hist = color_histogram(pixels)
+    assert hist.colors.tolist() == [[0] * n_channels, [7] * n_channels]
+    assert hist.counts.tolist() == [1, 2]
+    assert hist.inverse.tolist() == [1, 0, 1]
+
+
+def test_packing_orders_colours_lexicographically():
+    colors = np.array([[0, 0, 255], [0, 1, 0], [1, 0, 0]], dtype=np.uint8)
+    assert np.all(np.diff(pack_colors(colors).astype(np.int64)) > 0)
+
+
+def test_histogram_rejects_bad_input():
+    with pytest.raises(TypeError, match="uint8"):
+        color_histogram(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="at least one pixel"):
+        color_histogram(np.zeros((0, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(n, 1..4\)"):
+        color_histogram(np.zeros((2, 5), dtype=np.uint8))

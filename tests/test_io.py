@@ -1,0 +1,213 @@
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from kmquant import (
+    ImageReadError,
+    ImageWriteError,
+    OutputExistsError,
+    encode_png,
+    quantize,
+    read_image,
+    write_png,
+)
+from kmquant.io import atomic_write_bytes
+
+
+def png_chunks(data: bytes) -> dict[bytes, bytes]:
+    """Chunk type -> data of a PNG, checking the signature and every CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, offset = {}, 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        assert crc == zlib.crc32(kind + body)
+        chunks.setdefault(kind, body)
+        offset += 12 + length
+    return chunks
+
+
+def save_with_pillow(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- writing
+
+
+@pytest.mark.parametrize(
+    ("n_colors", "bit_depth"), [(2, 1), (3, 2), (4, 2), (5, 4), (16, 4), (17, 8), (256, 8)]
+)
+def test_png_is_indexed_with_the_smallest_bit_depth(sample_image, n_colors, bit_depth):
+    result = quantize(sample_image[:64, :64], n_colors, rng=0, n_init=1)
+    data = encode_png(result)
+    chunks = png_chunks(data)
+    width, height, depth, colour_type = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (width, height, depth, colour_type) == (64, 64, bit_depth, 3)
+    assert len(chunks[b"PLTE"]) == 3 * result.n_colors
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.mode == "P"
+    np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), result.to_image())
+
+
+def test_png_of_16_colours_is_much_smaller_than_the_photo(sample_image, tmp_path):
+    result = quantize(sample_image, 16, rng=0)
+    size = write_png(tmp_path / "out.png", result)
+    assert size == (tmp_path / "out.png").stat().st_size
+    # 4 bits per pixel before deflate: under a sixth of the raw 24-bit pixels.
+    assert size < sample_image.size / 6
+
+
+images = arrays(np.uint8, st.tuples(st.integers(1, 24), st.integers(1, 24), st.just(3)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(image=images, n_colors=st.integers(1, 20), seed=st.integers(0, 1000))
+def test_written_png_decodes_to_exactly_to_image(image, n_colors, seed):
+    import warnings
+
+    from kmquant import KmquantWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KmquantWarning)
+        result = quantize(image, n_colors, rng=seed, n_init=1)
+    decoded = read_image(encode_png(result))
+    np.testing.assert_array_equal(decoded, result.to_image())
+    assert result.n_colors <= n_colors
+
+
+def test_greyscale_result_is_written_as_a_grey_palette(small_photo):
+    grey = small_photo[:, :, 0]
+    result = quantize(grey, 4, rng=0)
+    decoded = read_image(encode_png(result))
+    np.testing.assert_array_equal(decoded[:, :, 0], result.to_image())
+    np.testing.assert_array_equal(decoded[:, :, 0], decoded[:, :, 2])
+
+
+def test_same_seed_same_bytes(sample_image):
+    first = encode_png(quantize(sample_image, 16, rng=5))
+    second = encode_png(quantize(sample_image.copy(), 16, rng=5))
+    assert first == second
+
+
+def test_write_refuses_to_overwrite_unless_asked(tmp_path, small_photo):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"precious")
+    result = quantize(small_photo, 4, rng=0)
+    with pytest.raises(OutputExistsError, match="already exists"):
+        write_png(target, result)
+    assert target.read_bytes() == b"precious"
+    write_png(target, result, overwrite=True)
+    assert read_image(target).shape == small_photo.shape
+    assert sorted(os.listdir(tmp_path)) == ["out.png"]
+
+
+def test_write_into_a_missing_folder_fails_clearly(tmp_path, small_photo):
+    with pytest.raises(ImageWriteError, match="does not exist"):
+        write_png(tmp_path / "nope" / "out.png", quantize(small_photo, 4, rng=0))
+    assert not (tmp_path / "nope").exists()
+
+
+def test_atomic_write_leaves_nothing_when_writing_fails(tmp_path, monkeypatch):
+    def failing_fsync(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(ImageWriteError, match="No space left on device"):
+        atomic_write_bytes(tmp_path / "out.png", b"data")
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    atomic_write_bytes(tmp_path / "f.bin", b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ---------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF", "PPM"])
+def test_lossless_formats_read_exactly(small_photo, fmt):
+    data = save_with_pillow(Image.fromarray(small_photo), fmt)
+    np.testing.assert_array_equal(read_image(data), small_photo)
+
+
+@pytest.mark.parametrize(("fmt", "options"), [("JPEG", {"quality": 95}), ("WEBP", {"quality": 95})])
+def test_lossy_formats_read_close(small_photo, fmt, options):
+    decoded = read_image(save_with_pillow(Image.fromarray(small_photo), fmt, **options))
+    assert decoded.shape == small_photo.shape
+    assert np.abs(decoded.astype(int) - small_photo).mean() < 4
+
+
+def test_gif_gives_its_first_frame(small_photo):
+    first = Image.fromarray(small_photo).quantize(16)
+    second = Image.fromarray(255 - small_photo).quantize(16)
+    data = save_with_pillow(first, "GIF", save_all=True, append_images=[second])
+    np.testing.assert_array_equal(read_image(data), np.asarray(first.convert("RGB")))
+
+
+def test_greyscale_pgm_becomes_three_equal_channels(small_photo):
+    grey = small_photo[:, :, 1]
+    decoded = read_image(save_with_pillow(Image.fromarray(grey), "PPM"))
+    assert decoded.shape == (*grey.shape, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(decoded[:, :, channel], grey)
+
+
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits():
+    ramp = (np.arange(256, dtype=np.uint16) * 257).reshape(16, 16)
+    data = save_with_pillow(Image.fromarray(ramp), "PNG")
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    np.testing.assert_array_equal(read_image(data)[:, :, 0], np.arange(256).reshape(16, 16))
+
+
+def test_palette_and_cmyk_inputs_are_converted(small_photo):
+    paletted = Image.fromarray(small_photo).quantize(32)
+    decoded = read_image(save_with_pillow(paletted, "PNG"))
+    np.testing.assert_array_equal(decoded, np.asarray(paletted.convert("RGB")))
+
+    cmyk = Image.fromarray(small_photo).convert("CMYK")
+    decoded = read_image(save_with_pillow(cmyk, "TIFF"))
+    np.testing.assert_array_equal(decoded, np.asarray(cmyk.convert("RGB")))
+
+
+def test_alpha_is_kept_when_reading(small_photo):
+    rgba = np.dstack([small_photo, np.full(small_photo.shape[:2], 128, np.uint8)])
+    np.testing.assert_array_equal(read_image(save_with_pillow(Image.fromarray(rgba), "PNG")), rgba)
+    grey_alpha = Image.fromarray(rgba).convert("LA")
+    assert read_image(save_with_pillow(grey_alpha, "PNG")).shape == (*small_photo.shape[:2], 4)
+
+
+def test_exif_orientation_is_applied(small_photo):
+    image = Image.fromarray(small_photo)  # 64 wide, 48 high
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    decoded = read_image(save_with_pillow(image, "JPEG", exif=exif, quality=95))
+    assert decoded.shape == (64, 48, 3)
+
+
+def test_unreadable_inputs_raise_one_clear_error(tmp_path, sample_image):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageReadError, match="folder"):
+        read_image(tmp_path)
+    with pytest.raises(ImageReadError, match="empty"):
+        read_image(b"")
+    with pytest.raises(ImageReadError, match="not an image"):
+        read_image(b"this is plain text, not pixels")
+    data = save_with_pillow(Image.fromarray(sample_image), "PNG")
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(data[: len(data) // 2])

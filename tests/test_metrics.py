@@ -1,0 +1,49 @@
+import math
+
+import numpy as np
+import pytest
+
+from kmquant import metrics, quantize
+
+
+def test_mse_and_psnr_by_hand():
+    reference = np.zeros((2, 2, 3), dtype=np.uint8)
+    distorted = reference.copy()
+    distorted[0, 0, 0] = 12  # one sample off by 12: MSE = 144 / 12 = 12
+    assert metrics.mse(reference, distorted) == 12.0
+    assert metrics.psnr(reference, distorted) == pytest.approx(10 * math.log10(255**2 / 12))
+    assert metrics.psnr(reference, reference) == math.inf
+
+
+def test_psnr_respects_data_range():
+    assert metrics.psnr(np.zeros(4), np.full(4, 0.5), data_range=1.0) == pytest.approx(
+        6.0206, abs=1e-4
+    )
+
+
+def test_ssim_matches_scikit_image_on_a_real_result(sample_image):
+    from skimage.metrics import structural_similarity
+
+    compressed = quantize(sample_image, 8, rng=0).to_image()
+    expected = structural_similarity(sample_image, compressed, channel_axis=-1, data_range=255)
+    assert metrics.ssim(sample_image, compressed) == pytest.approx(expected)
+    assert 0.5 < expected < 1.0
+    assert metrics.ssim(sample_image, sample_image) == 1.0
+
+
+def test_ssim_of_tiny_images_is_defined():
+    image = np.array([[[10, 20, 30], [200, 100, 0]]], dtype=np.uint8)
+    assert metrics.ssim(image, image) == pytest.approx(1.0)
+    assert metrics.ssim(image, 255 - image) < 0.5
+
+
+def test_shapes_must_match():
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.mse(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_bits_and_ratio():
+    assert metrics.bits_per_pixel(3 * 100, 100) == 24.0
+    assert metrics.compression_ratio(1000, 250) == 4.0
+    with pytest.raises(ValueError, match="compressed_bytes must be positive"):
+        metrics.compression_ratio(1000, 0)

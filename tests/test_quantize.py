@@ -1,0 +1,120 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from kmquant import KmquantWarning, metrics, quantize
+
+
+def test_quantize_the_sample_to_16_colours(sample_image):
+    result = quantize(sample_image, 16, rng=0)
+    assert result.palette.shape == (16, 3) and result.palette.dtype == np.uint8
+    assert result.labels.shape == (512, 768) and result.labels.dtype == np.uint8
+    image = result.to_image()
+    assert image.shape == sample_image.shape and image.dtype == np.uint8
+    # Every pixel of the output is a palette colour, and every palette colour is used.
+    assert np.unique(image.reshape(-1, 3), axis=0).shape[0] == 16
+    # The inertia is the exact squared error of what is returned.
+    assert result.inertia == pytest.approx(metrics.mse(sample_image, image) * sample_image.size)
+    # A real 16-colour k-means on this photo lands well above 26 dB.
+    assert metrics.psnr(sample_image, image) > 26.0
+    assert result.n_iter >= 1 and result.n_input_colors > 30_000
+
+
+def test_more_colours_lower_error(small_photo):
+    errors = [quantize(small_photo, k, rng=0).inertia for k in (2, 8, 32)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_every_pixel_gets_its_nearest_palette_colour(small_photo):
+    result = quantize(small_photo, 8, rng=1)
+    pixels = small_photo.reshape(-1, 3).astype(float)
+    distances = ((pixels[:, None] - result.palette[None].astype(float)) ** 2).sum(axis=2)
+    chosen = distances[np.arange(len(pixels)), result.labels.reshape(-1)]
+    np.testing.assert_array_equal(chosen, distances.min(axis=1))
+
+
+def test_same_seed_same_result_and_input_untouched(small_photo):
+    copy = small_photo.copy()
+    first = quantize(copy, 8, rng=42)
+    second = quantize(copy, 8, rng=42)
+    np.testing.assert_array_equal(first.palette, second.palette)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    np.testing.assert_array_equal(copy, small_photo)
+
+
+def test_more_restarts_never_worse(small_photo):
+    generator_seed = 3
+    one = quantize(small_photo, 12, n_init=1, rng=generator_seed)
+    five = quantize(small_photo, 12, n_init=5, rng=generator_seed)
+    # The first restart of both draws from the same generator state, so five includes it.
+    assert five.inertia <= one.inertia
+
+
+def test_fewer_colours_than_k_are_kept_exactly_with_a_warning():
+    image = np.zeros((5, 6, 3), dtype=np.uint8)
+    image[2:, :] = [10, 200, 30]
+    image[:, 4:] = [255, 255, 255]
+    with pytest.warns(KmquantWarning, match="only 3 distinct colours, fewer than n_colors=16"):
+        result = quantize(image, 16)
+    assert result.n_colors == 3
+    np.testing.assert_array_equal(result.to_image(), image)
+    assert result.inertia == 0.0 and result.n_iter == 0
+
+
+def test_exactly_k_colours_gives_no_warning():
+    image = np.arange(4, dtype=np.uint8).reshape(2, 2, 1).repeat(3, axis=2) * 60
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = quantize(image, 4)
+    np.testing.assert_array_equal(result.to_image(), image)
+
+
+def test_greyscale_2d_input_gives_2d_output(small_photo):
+    grey = small_photo.mean(axis=2).astype(np.uint8)
+    result = quantize(grey, 4, rng=0)
+    assert result.palette.shape == (4, 1)
+    assert result.to_image().shape == grey.shape
+
+
+def test_dtypes_are_normalised(small_photo):
+    as_uint16 = small_photo.astype(np.uint16) * 257
+    as_float = small_photo / 255.0
+    reference = quantize(small_photo, 6, rng=0)
+    for variant in (as_uint16, as_float):
+        np.testing.assert_array_equal(quantize(variant, 6, rng=0).palette, reference.palette)
+
+
+def test_rgba_is_flattened_with_a_warning(small_photo):
+    rgba = np.concatenate([small_photo, np.full((*small_photo.shape[:2], 1), 255, np.uint8)], 2)
+    rgba[:10, :10, 3] = 0
+    with pytest.warns(KmquantWarning, match="alpha channel flattened"):
+        result = quantize(rgba, 8, rng=0)
+    assert result.palette.shape[1] == 3
+    # Fully transparent pixels were composited over white.
+    assert np.all(result.to_image()[:10, :10] >= 240)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_colors": 0}, "n_colors must be >= 1, got 0"),
+        ({"n_colors": 257}, "n_colors must be in 1..256, got 257"),
+        ({"n_colors": 2.5}, "n_colors must be an integer"),
+        ({"init": "median"}, "init must be one of"),
+        ({"n_init": 0}, "n_init must be an integer >= 1"),
+        ({"tol": float("nan")}, "tol must be a finite number"),
+    ],
+)
+def test_bad_options_name_the_argument(small_photo, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        quantize(small_photo, **kwargs)
+
+
+def test_bad_images_are_rejected():
+    with pytest.raises(ValueError, match="1 to 4 channels"):
+        quantize(np.zeros((4, 4, 5), dtype=np.uint8))
+    with pytest.raises(ValueError, match="must lie in 0..255"):
+        quantize(np.full((4, 4, 3), 300, dtype=np.int32))
+    with pytest.raises(ValueError, match="at least one pixel"):
+        quantize(np.zeros((0, 4, 3), dtype=np.uint8))
