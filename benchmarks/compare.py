@@ -210,8 +210,9 @@ def list_images(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def measure(method: Method, image: np.ndarray, k: int, path: Path, repeat: int,
-            budget: float) -> dict:
+def measure(
+    method: Method, image: np.ndarray, k: int, path: Path, repeat: int, budget: float
+) -> dict:
     times = []
     output = None
     spent = 0.0
@@ -224,8 +225,13 @@ def measure(method: Method, image: np.ndarray, k: int, path: Path, repeat: int,
     assert output is not None
     error = float(np.mean((image.astype(np.float64) - output.image.astype(np.float64)) ** 2))
     peak = float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
-    return {"mse": error, "psnr": peak, "seconds": statistics.median(times),
-            "bytes": output.png_bytes, "runs": len(times)}
+    return {
+        "mse": error,
+        "psnr": peak,
+        "seconds": statistics.median(times),
+        "bytes": output.png_bytes,
+        "runs": len(times),
+    }
 
 
 def print_table(k: int, names: list[str], images: list[Path], rows: dict, markdown: bool) -> None:
@@ -238,8 +244,10 @@ def print_table(k: int, names: list[str], images: list[Path], rows: dict, markdo
         cells = [path.name]
         for name in names:
             row = rows[(path.name, name)]
-            cells.append(f"{row['mse']:.2f} / {row['psnr']:.2f} dB / {row['seconds']:.3f} s /"
-                         f" {row['bytes'] / 1000:.0f} kB")
+            cells.append(
+                f"{row['mse']:.2f} / {row['psnr']:.2f} dB / {row['seconds']:.3f} s /"
+                f" {row['bytes'] / 1000:.0f} kB"
+            )
         print(("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells))
     means = {
         name: {
@@ -255,9 +263,15 @@ def print_table(k: int, names: list[str], images: list[Path], rows: dict, markdo
     ours = means["kmquant"]
     for name in names:
         mean = means[name]
-        cells = [name, f"{mean['mse']:.3f}", f"{mean['seconds']:.4f}", f"{mean['bytes']:.0f}",
-                 f"{ours['seconds'] / mean['seconds']:.3f}", f"{ours['mse'] / mean['mse']:.4f}",
-                 f"{ours['bytes'] / mean['bytes']:.3f}"]
+        cells = [
+            name,
+            f"{mean['mse']:.3f}",
+            f"{mean['seconds']:.4f}",
+            f"{mean['bytes']:.0f}",
+            f"{ours['seconds'] / mean['seconds']:.3f}",
+            f"{ours['mse'] / mean['mse']:.4f}",
+            f"{ours['bytes'] / mean['bytes']:.3f}",
+        ]
         print(("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells))
     worst = []
     for path in images:
@@ -273,8 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="*", help="images or folders (default: bundled sample)")
     parser.add_argument("-k", nargs="+", type=int, default=[16, 64, 256])
     parser.add_argument("--repeat", type=int, default=5, help="runs per timing (median)")
-    parser.add_argument("--budget", type=float, default=3.0,
-                        help="stop repeating a method once it has spent this many seconds")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=3.0,
+        help="stop repeating a method once it has spent this many seconds",
+    )
     parser.add_argument("--no-slow", action="store_true", help="skip the scikit-learn peers")
     parser.add_argument("--only", nargs="+", help="run only these methods (by name prefix)")
     parser.add_argument("--markdown", action="store_true")
@@ -284,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     images = list_images(args.inputs) or [kmquant.sample_image_path()]
     methods, missing = available_methods(include_slow=not args.no_slow)
     if args.only:
-        methods = [m for m in methods if m.name == "kmquant" or
-                   any(m.name.startswith(prefix) for prefix in args.only)]
+        methods = [
+            m
+            for m in methods
+            if m.name == "kmquant" or any(m.name.startswith(prefix) for prefix in args.only)
+        ]
     for line in missing:
         print(f"skipped, not installed: {line}", file=sys.stderr)
     names = [method.name for method in methods]
@@ -297,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in images:
             image = kmquant.read_image(path)[:, :, :3]
             for method in methods:
-                rows[(path.name, method.name)] = measure(method, image, k, path, args.repeat,
-                                                         args.budget)
+                rows[(path.name, method.name)] = measure(
+                    method, image, k, path, args.repeat, args.budget
+                )
         print_table(k, names, images, rows, args.markdown)
         all_rows[k] = {f"{image}|{name}": row for (image, name), row in rows.items()}
         sys.stdout.flush()

@@ -28,9 +28,9 @@ from .kmeans import INIT_METHODS
 from .metrics import compression_ratio, mse, psnr, ssim
 from .quantize import (
     DEFAULT_MAX_ITER,
-    DEFAULT_N_INIT,
     DEFAULT_TOL,
     MAX_COLORS,
+    SPEEDS,
     QuantizedImage,
     flatten_alpha,
     quantize,
@@ -98,10 +98,17 @@ def _add_kmeans_options(parser: argparse.ArgumentParser) -> None:
         help="random seed; same seed and input give the same bytes (default 0)",
     )
     parser.add_argument(
+        "--speed",
+        choices=SPEEDS,
+        default="default",
+        help="fast: one k-means on coarse colours; default: restarts and swaps on coarse "
+        "colours, refined on all; best: restarts and swaps on all colours (default: default)",
+    )
+    parser.add_argument(
         "--n-init",
         type=_positive_int,
-        default=DEFAULT_N_INIT,
-        help=f"k-means restarts, best kept (default {DEFAULT_N_INIT})",
+        default=None,
+        help="k-means restarts, best kept (default: 1 with --speed fast, else 3)",
     )
     parser.add_argument(
         "--max-iter",
@@ -193,6 +200,7 @@ def _quantize_reporting_warnings(image: np.ndarray, args: argparse.Namespace) ->
             n_init=args.n_init,
             max_iter=args.max_iter,
             tol=args.tol,
+            speed=args.speed,
             rng=args.seed,
         )
     for warning in caught:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels import histogram_unsorted
+
 __all__ = ["ColorHistogram", "color_histogram", "pack_colors"]
 
 
@@ -25,7 +27,7 @@ class ColorHistogram:
         The distinct colours, in increasing order of their packed value.
     counts : ndarray of int64, shape (n_unique,)
         How many pixels have each colour; ``counts.sum()`` is the number of pixels.
-    inverse : ndarray of intp, shape (n_pixels,)
+    inverse : ndarray of int32, shape (n_pixels,)
         For every pixel, the row of ``colors`` it has: ``colors[inverse]`` rebuilds the pixels.
     """
 
@@ -77,12 +79,18 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
     Returns
     -------
     ColorHistogram
-        The distinct colours, their counts and the map from pixels to colours.
+        The distinct colours, their counts and the map from pixels to colours; the same as
+        ``np.unique(pack_colors(pixels), return_inverse=True, return_counts=True)``.
 
     Raises
     ------
     TypeError
         If ``pixels`` is not uint8.
+
+    Notes
+    -----
+    One pass over the pixels with an open-addressing hash table (compiled), then a sort of
+    the distinct colours only: no sort of every pixel.
     ValueError
         If it has no pixels or more than four channels.
 
@@ -102,10 +110,14 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
         raise ValueError(f"pixels must have shape (n, 1..4), got {pixels.shape}")
     if pixels.shape[0] == 0:
         raise ValueError("pixels must hold at least one pixel, got 0")
-    keys = pack_colors(pixels)
-    unique_keys, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    keys, counts, first_seen_inverse = histogram_unsorted(np.ascontiguousarray(pixels))
+    # The hash table lists colours in order of first sight; sort them so the histogram is
+    # canonical (the same as np.unique's), whatever the pixel order.
+    order = np.argsort(keys, kind="stable")
+    rank = np.empty(order.shape[0], dtype=np.int32)
+    rank[order] = np.arange(order.shape[0], dtype=np.int32)
     return ColorHistogram(
-        colors=_unpack_keys(unique_keys, pixels.shape[1]),
-        counts=counts.astype(np.int64),
-        inverse=inverse.reshape(-1),
+        colors=_unpack_keys(keys[order].astype(np.uint32), pixels.shape[1]),
+        counts=counts[order],
+        inverse=rank[first_seen_inverse],
     )

@@ -13,22 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._exceptions import KmquantWarning
-from .histogram import ColorHistogram, color_histogram
-from .kmeans import (
-    INIT_METHODS,
-    KMeansResult,
-    _check_n_colors,
-    _lloyd,
-    _tolerance,
-    kmeans_init_centroids,
-)
+from .engine import PRESETS, fit_centers
+from .histogram import color_histogram
+from .kmeans import INIT_METHODS, _check_n_colors
 from .palette import centers_to_palette, luminance_order
 from .remap import nearest_palette_labels
 
 __all__ = ["QuantizedImage", "as_uint8_image", "flatten_alpha", "quantize"]
 
 MAX_COLORS = 256
-DEFAULT_N_INIT = 3
+DEFAULT_N_INIT = None  # the speed preset decides
+SPEEDS = tuple(PRESETS)
 DEFAULT_MAX_ITER = 300
 DEFAULT_TOL = 1e-4
 
@@ -145,40 +140,18 @@ def flatten_alpha(pixels: np.ndarray) -> np.ndarray:
     return np.floor(composite + 0.5).astype(np.uint8)
 
 
-def _check_options(init: str, n_init: int, max_iter: int, tol: float) -> None:
+def _check_options(init: str, n_init: int | None, max_iter: int, tol: float, speed: str) -> None:
     if init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}")
+    if speed not in PRESETS:
+        raise ValueError(f"speed must be one of {SPEEDS}, got {speed!r}")
     for name, value in (("n_init", n_init), ("max_iter", max_iter)):
+        if name == "n_init" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if not (isinstance(tol, (int, float, np.floating)) and np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-
-
-def _best_of_restarts(
-    histogram: ColorHistogram,
-    n_colors: int,
-    *,
-    init: str,
-    n_init: int,
-    max_iter: int,
-    tol: float,
-    rng: np.random.Generator,
-) -> KMeansResult:
-    """Weighted k-means on the histogram, ``n_init`` times; the lowest inertia wins."""
-    colors = histogram.colors.astype(np.float64)
-    weights = histogram.counts.astype(np.float64)
-    tol_abs = _tolerance(colors, weights, tol)
-    best: KMeansResult | None = None
-    for _ in range(n_init):
-        initial = kmeans_init_centroids(
-            colors, n_colors, method=init, sample_weight=weights, rng=rng
-        )
-        result = _lloyd(colors, initial, weights, max_iter, tol_abs)
-        if best is None or result.inertia < best.inertia:
-            best = result
-    assert best is not None
-    return best
 
 
 def quantize(
@@ -186,9 +159,10 @@ def quantize(
     n_colors: int = 16,
     *,
     init: str = "k-means++",
-    n_init: int = DEFAULT_N_INIT,
+    n_init: int | None = DEFAULT_N_INIT,
     max_iter: int = DEFAULT_MAX_ITER,
     tol: float = DEFAULT_TOL,
+    speed: str = "default",
     rng: int | np.random.Generator | None = None,
 ) -> QuantizedImage:
     r"""Reduce an image to at most ``n_colors`` colours found by k-means.
@@ -204,11 +178,17 @@ def quantize(
     init : {"k-means++", "random"}, optional
         How each restart picks its first centres (see :func:`kmeans_init_centroids`).
     n_init : int, optional
-        Number of k-means restarts; the one with the lowest inertia is kept (default 3).
+        Number of k-means restarts; the one with the lowest inertia is kept (default: the
+        speed preset's, 1 for "fast", 3 otherwise).
     max_iter : int, optional
         Most Lloyd iterations per restart (default 300).
     tol : float, optional
         Relative tolerance on the centre shift (see :func:`run_kmeans`; default 1e-4).
+    speed : {"fast", "default", "best"}, optional
+        How hard to search (see :mod:`kmquant.engine`): "fast" runs k-means once on colours
+        merged to 4 bits per channel; "default" merges to 5 bits for 3 restarts and 20 swaps,
+        then refines on every distinct colour; "best" does 3 restarts and 30 swaps on every
+        distinct colour.
     rng : int, numpy.random.Generator or None, optional
         Seed or generator; the same seed on the same image gives the same result.
 
@@ -243,7 +223,7 @@ def quantize(
     n_colors = _check_n_colors(n_colors)
     if n_colors > MAX_COLORS:
         raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
-    _check_options(init, n_init, max_iter, tol)
+    _check_options(init, n_init, max_iter, tol, speed)
     pixels, squeezed = as_uint8_image(image)
     if pixels.shape[2] in (2, 4):
         warnings.warn(
@@ -266,17 +246,19 @@ def quantize(
         palette = histogram.colors
         n_iter = 0
     else:
-        best = _best_of_restarts(
+        preset = PRESETS[speed]
+        fit = fit_centers(
             histogram,
             n_colors,
+            preset=preset,
             init=init,
-            n_init=n_init,
+            n_init=preset.n_init if n_init is None else n_init,
             max_iter=max_iter,
             tol=tol,
             rng=np.random.default_rng(rng),
         )
-        palette = centers_to_palette(best.centers)
-        n_iter = best.n_iter
+        palette = centers_to_palette(fit.centers)
+        n_iter = fit.n_iter
 
     palette = palette[luminance_order(palette)]
     color_labels = nearest_palette_labels(histogram.colors, palette)

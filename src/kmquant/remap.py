@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kmeans import _assign
+from ._kernels import nearest_labels
 
 __all__ = ["nearest_palette_labels"]
 
@@ -25,5 +25,10 @@ def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarra
     -------
     labels : ndarray of intp, shape (n_colors_in,)
     """
-    labels, _ = _assign(np.asarray(colors, dtype=np.float64), np.asarray(palette, dtype=np.float64))
+    labels = np.empty(len(colors), dtype=np.intp)
+    nearest_labels(
+        np.ascontiguousarray(colors, dtype=np.float64),
+        np.ascontiguousarray(palette, dtype=np.float64),
+        labels,
+    )
     return labels

@@ -1,0 +1,391 @@
+"""Numba-compiled inner loops: the colour hash table and bounded Lloyd iterations.
+
+Every kernel says what it reads and what it writes. They assume valid input (the callers in
+``histogram``, ``kmeans`` and ``quantize`` validate) and are compiled on first use and cached on
+disk (``cache=True``), so only the very first run on a machine pays for compilation.
+
+Determinism: the parallel loops (``prange``) only do independent per-point work; every sum
+across points runs serially in a fixed order, so the results are bit-identical whatever the
+number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Fibonacci hashing: 2^64 / golden ratio; the top bits of key * constant index the table.
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, nogil=True)
+def histogram_unsorted(pixels):  # pragma: no cover - compiled
+    """Distinct colours of ``pixels`` by open-addressing hashing, in order of first sight.
+
+    Reads ``pixels`` (n, c) uint8 with c <= 4. Returns ``keys`` (m,) int64 (the colours packed
+    big-endian, as :func:`kmquant.histogram.pack_colors`), ``counts`` (m,) int64 and
+    ``inverse`` (n,) int32 with ``keys[inverse[i]]`` the key of pixel i.
+    """
+    n_pixels, n_channels = pixels.shape
+    # At most min(pixels, 2^(8 channels)) distinct colours; a table twice that size keeps
+    # the probe sequences short.
+    limit = n_pixels
+    if n_channels < 4:
+        limit = min(limit, 1 << (8 * n_channels))
+    capacity_bits = 4
+    while (1 << capacity_bits) < 2 * limit:
+        capacity_bits += 1
+    capacity = 1 << capacity_bits
+    mask = capacity - 1
+    shift = np.uint64(64 - capacity_bits)
+    slots = np.full(capacity, -1, dtype=np.int32)
+    max_unique = limit
+    keys = np.empty(max_unique, dtype=np.int64)
+    counts = np.zeros(max_unique, dtype=np.int64)
+    inverse = np.empty(n_pixels, dtype=np.int32)
+    n_unique = 0
+    previous_key = -1
+    previous_index = -1
+    for i in range(n_pixels):
+        key = 0
+        for channel in range(n_channels):
+            key = (key << 8) | np.int64(pixels[i, channel])
+        # Runs of one colour are common (flat areas, graphics): skip the table for them.
+        if key == previous_key:
+            counts[previous_index] += 1
+            inverse[i] = previous_index
+            continue
+        slot = np.int64((np.uint64(key) * _HASH_MULTIPLIER) >> shift)
+        while True:
+            index = slots[slot]
+            if index == -1:
+                slots[slot] = n_unique
+                keys[n_unique] = key
+                counts[n_unique] = 1
+                index = n_unique
+                n_unique += 1
+                break
+            if keys[index] == key:
+                counts[index] += 1
+                break
+            slot = (slot + 1) & mask
+        inverse[i] = index
+        previous_key = key
+        previous_index = index
+    return keys[:n_unique].copy(), counts[:n_unique].copy(), inverse
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _squared_distance(X, i, centers, k):  # pragma: no cover - compiled
+    total = 0.0
+    for feature in range(X.shape[1]):
+        difference = X[i, feature] - centers[k, feature]
+        total += difference * difference
+    return total
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def nearest_two(X, centers, labels, upper, lower):  # pragma: no cover - compiled
+    """Full assignment: nearest centre of every point and the two smallest distances.
+
+    Reads ``X`` (n, d), ``centers`` (k, d). Writes ``labels`` (n,) (ties: lowest index),
+    ``upper`` (n,) the distance to the nearest centre and ``lower`` (n,) the distance to the
+    second nearest (infinity when k == 1). Distances are Euclidean, not squared.
+    """
+    n_centers = centers.shape[0]
+    for i in prange(X.shape[0]):
+        best = np.inf
+        second = np.inf
+        best_index = 0
+        for k in range(n_centers):
+            distance = _squared_distance(X, i, centers, k)
+            if distance < best:
+                second = best
+                best = distance
+                best_index = k
+            elif distance < second:
+                second = distance
+        labels[i] = best_index
+        upper[i] = np.sqrt(best)
+        lower[i] = np.sqrt(second)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def nearest_labels(X, centers, labels):  # pragma: no cover - compiled
+    """Nearest centre of every point (ties: lowest index).
+
+    Reads ``X`` (n, d), ``centers`` (k, d); writes ``labels`` (n,).
+    """
+    n_centers = centers.shape[0]
+    for i in prange(X.shape[0]):
+        best = np.inf
+        best_index = 0
+        for k in range(n_centers):
+            distance = _squared_distance(X, i, centers, k)
+            if distance < best:
+                best = distance
+                best_index = k
+        labels[i] = best_index
+
+
+@njit(cache=True, nogil=True)
+def weighted_means(X, weights, labels, centers_out):  # pragma: no cover - compiled
+    """Weighted mean of every cluster; empty clusters relocated as in ``compute_centroids``.
+
+    Reads ``X`` (n, d), ``weights`` (n,), ``labels`` (n,); ``centers_out`` (k, d) holds the
+    current centres on entry and the new ones on exit. Serial, so sums are thread-independent.
+    """
+    n_centers, n_features = centers_out.shape
+    sums = np.zeros((n_centers, n_features))
+    totals = np.zeros(n_centers)
+    for i in range(X.shape[0]):
+        k = labels[i]
+        w = weights[i]
+        totals[k] += w
+        for feature in range(n_features):
+            sums[k, feature] += w * X[i, feature]
+    n_empty = 0
+    for k in range(n_centers):
+        if totals[k] > 0:
+            for feature in range(n_features):
+                centers_out[k, feature] = sums[k, feature] / totals[k]
+        else:
+            n_empty += 1
+    if n_empty == 0:
+        return 0
+    # Relocate empty clusters to the costliest points (w * squared distance), costliest first;
+    # a cluster never gives away its last point.
+    cost = np.empty(X.shape[0])
+    for i in range(X.shape[0]):
+        cost[i] = weights[i] * _squared_distance(X, i, centers_out, labels[i])
+    order = np.argsort(-cost, kind="mergesort")
+    next_candidate = 0
+    for k in range(n_centers):
+        if totals[k] > 0:
+            continue
+        placed = False
+        while next_candidate < order.shape[0]:
+            point = order[next_candidate]
+            next_candidate += 1
+            donor = labels[point]
+            if cost[point] <= 0 or totals[donor] - weights[point] <= 0:
+                continue
+            totals[donor] -= weights[point]
+            for feature in range(n_features):
+                sums[donor, feature] -= weights[point] * X[point, feature]
+                centers_out[donor, feature] = sums[donor, feature] / totals[donor]
+                centers_out[k, feature] = X[point, feature]
+                sums[k, feature] = weights[point] * X[point, feature]
+            totals[k] = weights[point]
+            placed = True
+            break
+        if not placed:
+            total_weight = 0.0
+            for i in range(X.shape[0]):
+                total_weight += weights[i]
+            for feature in range(n_features):
+                mean = 0.0
+                for i in range(X.shape[0]):
+                    mean += weights[i] * X[i, feature]
+                centers_out[k, feature] = mean / total_weight
+    return n_empty
+
+
+@njit(cache=True, nogil=True)
+def _half_separation(centers, half_gap):  # pragma: no cover - compiled
+    """``half_gap[k]``: half the distance from centre k to its nearest other centre."""
+    n_centers = centers.shape[0]
+    for k in range(n_centers):
+        half_gap[k] = np.inf
+    for k in range(n_centers):
+        for other in range(k + 1, n_centers):
+            distance = 0.0
+            for feature in range(centers.shape[1]):
+                difference = centers[k, feature] - centers[other, feature]
+                distance += difference * difference
+            distance = 0.5 * np.sqrt(distance)
+            if distance < half_gap[k]:
+                half_gap[k] = distance
+            if distance < half_gap[other]:
+                half_gap[other] = distance
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _bounded_assign(X, centers, labels, upper, lower, half_gap, changed):  # pragma: no cover
+    """Hamerly's assignment: recompute a point only when its bounds cannot vouch for it.
+
+    Reads ``X``, ``centers``, ``half_gap``; updates ``labels``, ``upper``, ``lower`` in place
+    and writes ``changed[i]`` = 1 where the label moved. Returns nothing.
+    """
+    n_centers = centers.shape[0]
+    for i in prange(X.shape[0]):
+        changed[i] = 0
+        current = labels[i]
+        bound = max(half_gap[current], lower[i])
+        if upper[i] <= bound:
+            continue
+        upper[i] = np.sqrt(_squared_distance(X, i, centers, current))
+        if upper[i] <= bound:
+            continue
+        best = np.inf
+        second = np.inf
+        best_index = 0
+        for k in range(n_centers):
+            distance = _squared_distance(X, i, centers, k)
+            if distance < best:
+                second = best
+                best = distance
+                best_index = k
+            elif distance < second:
+                second = distance
+        if best_index != current:
+            changed[i] = 1
+            labels[i] = best_index
+        upper[i] = np.sqrt(best)
+        lower[i] = np.sqrt(second)
+
+
+@njit(cache=True, nogil=True)
+def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover - compiled
+    """Lloyd's algorithm with Hamerly's bounds; same iterations as the reference loop.
+
+    Reads ``X`` (n, d), ``weights`` (n,); ``centers`` (k, d) holds the initial centres and is
+    overwritten with the final ones. Returns ``(labels, n_iter, converged)``; the labels match
+    the returned centres.
+
+    Each point keeps an upper bound on the distance to its centre and a lower bound on the
+    distance to any other; after the centres move by ``shift[k]`` the bounds are loosened by
+    those shifts, and a point whose upper bound is below both its lower bound and half the gap
+    from its centre to the nearest other centre provably keeps its label (Hamerly 2010).
+    """
+    n_points = X.shape[0]
+    n_centers, n_features = centers.shape
+    labels = np.empty(n_points, dtype=np.intp)
+    upper = np.empty(n_points)
+    lower = np.empty(n_points)
+    changed = np.zeros(n_points, dtype=np.uint8)
+    half_gap = np.empty(n_centers)
+    shift = np.empty(n_centers)
+    previous = centers.copy()
+    nearest_two(X, centers, labels, upper, lower)
+    n_iter = 0
+    converged = False
+    for iteration in range(max_iter):
+        n_iter = iteration + 1
+        previous[:, :] = centers
+        weighted_means(X, weights, labels, centers)
+        total_shift = 0.0
+        largest = 0.0
+        largest_index = -1
+        second_largest = 0.0
+        for k in range(n_centers):
+            squared = 0.0
+            for feature in range(n_features):
+                difference = centers[k, feature] - previous[k, feature]
+                squared += difference * difference
+            total_shift += squared
+            shift[k] = np.sqrt(squared)
+            if shift[k] > largest:
+                second_largest = largest
+                largest = shift[k]
+                largest_index = k
+            elif shift[k] > second_largest:
+                second_largest = shift[k]
+        n_changed = 0
+        for i in range(n_points):
+            n_changed += changed[i]
+        if iteration > 0 and n_changed == 0:
+            converged = True
+            break
+        if total_shift <= tol_abs:
+            converged = True
+            break
+        for i in range(n_points):
+            upper[i] += shift[labels[i]]
+            lower[i] -= second_largest if labels[i] == largest_index else largest
+        _half_separation(centers, half_gap)
+        _bounded_assign(X, centers, labels, upper, lower, half_gap, changed)
+    # One last assignment so that the labels match the returned centres.
+    for i in range(n_points):
+        upper[i] += shift[labels[i]]
+        lower[i] -= second_largest if labels[i] == largest_index else largest
+    _half_separation(centers, half_gap)
+    _bounded_assign(X, centers, labels, upper, lower, half_gap, changed)
+    return labels, n_iter, converged
+
+
+@njit(cache=True, nogil=True)
+def _first_above(cumulative, value):  # pragma: no cover - compiled
+    """Index of the first entry of the non-decreasing ``cumulative`` that exceeds ``value``."""
+    low = 0
+    high = cumulative.shape[0] - 1
+    while low < high:
+        middle = (low + high) // 2
+        if cumulative[middle] > value:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _candidate_distances(X, candidates, closest, out):  # pragma: no cover - compiled
+    """``out[t, i] = min(closest[i], ||X[i] - X[candidates[t]]||^2)``, in parallel over i."""
+    for i in prange(X.shape[0]):
+        for t in range(candidates.shape[0]):
+            distance = 0.0
+            for feature in range(X.shape[1]):
+                difference = X[i, feature] - X[candidates[t], feature]
+                distance += difference * difference
+            out[t, i] = min(closest[i], distance)
+
+
+@njit(cache=True, nogil=True)
+def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compiled
+    """Greedy weighted k-means++ with the random draws given.
+
+    Reads ``X`` (n, d), ``weights`` (n,), ``uniforms`` (n_colors, n_trials) in [0, 1).
+    Returns ``(centers, n_found)``: ``centers`` (n_colors, d) with rows ``n_found`` and after
+    unset when the points ran out (fewer distinct points of positive weight than n_colors).
+    Same algorithm as :func:`kmquant.kmeans.kmeans_init_centroids`, with serial sums.
+    """
+    n_points, n_features = X.shape
+    n_trials = uniforms.shape[1]
+    centers = np.zeros((n_colors, n_features))
+    cumulative = np.cumsum(weights)
+    first = _first_above(cumulative, uniforms[0, 0] * cumulative[-1])
+    closest = np.empty(n_points)
+    for i in range(n_points):
+        distance = 0.0
+        for feature in range(n_features):
+            difference = X[i, feature] - X[first, feature]
+            distance += difference * difference
+        closest[i] = distance
+    for feature in range(n_features):
+        centers[0, feature] = X[first, feature]
+    trial_distances = np.empty((n_trials, n_points))
+    candidates = np.empty(n_trials, dtype=np.intp)
+    for index in range(1, n_colors):
+        total = 0.0
+        for i in range(n_points):
+            total += weights[i] * closest[i]
+            cumulative[i] = total
+        if not total > 0:
+            return centers, index
+        for t in range(n_trials):
+            candidates[t] = min(_first_above(cumulative, uniforms[index, t] * total), n_points - 1)
+        _candidate_distances(X, candidates, closest, trial_distances)
+        best_trial = 0
+        best_potential = np.inf
+        for t in range(n_trials):
+            potential = 0.0
+            for i in range(n_points):
+                potential += weights[i] * trial_distances[t, i]
+            if potential < best_potential:
+                best_potential = potential
+                best_trial = t
+        for i in range(n_points):
+            closest[i] = trial_distances[best_trial, i]
+        for feature in range(n_features):
+            centers[index, feature] = X[candidates[best_trial], feature]
+    return centers, n_colors

@@ -1,0 +1,274 @@
+r"""The fast path of k-means on a colour histogram: coarse to fine, restarts, swaps.
+
+:mod:`kmquant.kmeans` is the readable reference; this module reaches a lower within-cluster
+sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
+
+1. *Coarse to fine.* A photo has 30,000 to 300,000 distinct colours. Colours that share their
+   top ``coarse_bits`` bits per channel are merged into one point at their weighted mean,
+   with their summed weight: a few thousand points whose J differs little from the full one.
+2. *Restarts.* Greedy k-means++ and Lloyd (with Hamerly's bounds) run ``n_init`` times on the
+   coarse points; the lowest J is kept.
+3. *Swaps.* Lloyd stops in a local minimum: often one centre sits where it is hardly needed
+   while another cluster is too wide. A swap removes the centre whose removal costs least
+   (the points' extra squared distance to their second-nearest centre) and splits the cluster
+   with the largest J along its principal axis, then runs Lloyd again. The swap is kept only
+   when J drops. This is the targeted form of Fränti's random-swap clustering [1]_.
+4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence.
+
+References
+----------
+.. [1] P. Fränti, "Efficiency of random swap clustering", Journal of Big Data 5:13, 2018.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels
+from .histogram import ColorHistogram
+from .kmeans import _init_random, _tolerance
+
+__all__ = ["PRESETS", "FitResult", "SpeedPreset", "fit_centers"]
+
+
+@dataclass(frozen=True)
+class SpeedPreset:
+    """How much work :func:`fit_centers` does.
+
+    Attributes
+    ----------
+    coarse_bits : int or None
+        Bits per channel kept when merging colours for the restarts and swaps; None works on
+        all distinct colours throughout.
+    n_init : int
+        k-means++ restarts.
+    swap_trials : int
+        Swap attempts after the restarts (0: none).
+    refine : bool
+        Run Lloyd on all distinct colours at the end (otherwise the coarse centres are final).
+    """
+
+    coarse_bits: int | None
+    n_init: int
+    swap_trials: int
+    refine: bool = True
+
+
+PRESETS: dict[str, SpeedPreset] = {
+    "fast": SpeedPreset(coarse_bits=4, n_init=1, swap_trials=0, refine=False),
+    "default": SpeedPreset(coarse_bits=5, n_init=3, swap_trials=20),
+    "best": SpeedPreset(coarse_bits=None, n_init=3, swap_trials=30),
+}
+
+# Merge colours only when the coarse set still has this many points per centre.
+_MIN_COARSE_POINTS_PER_CENTER = 8
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Centres found by :func:`fit_centers` and the Lloyd iterations spent on the final run."""
+
+    centers: np.ndarray
+    n_iter: int
+
+
+def coarse_points(
+    colors: np.ndarray, counts: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge colours sharing their top ``bits`` bits per channel into weighted means.
+
+    Parameters
+    ----------
+    colors : ndarray of uint8, shape (n, c)
+    counts : ndarray, shape (n,)
+    bits : int
+        1 to 8.
+
+    Returns
+    -------
+    points : ndarray of float64, shape (m, c)
+        Weighted mean colour of each occupied cell, cells in increasing order.
+    weights : ndarray of float64, shape (m,)
+        Total count of each cell.
+    """
+    shift = 8 - bits
+    cells = np.zeros(colors.shape[0], dtype=np.int64)
+    for channel in range(colors.shape[1]):
+        cells = (cells << bits) | (colors[:, channel].astype(np.int64) >> shift)
+    _, cell_index = np.unique(cells, return_inverse=True)
+    cell_index = cell_index.reshape(-1)
+    weights = np.bincount(cell_index, weights=counts.astype(np.float64))
+    points = np.empty((weights.shape[0], colors.shape[1]))
+    for channel in range(colors.shape[1]):
+        points[:, channel] = np.bincount(
+            cell_index, weights=counts * colors[:, channel].astype(np.float64)
+        )
+    points /= weights[:, None]
+    return points, weights
+
+
+def _inertia(X: np.ndarray, weights: np.ndarray, centers: np.ndarray) -> float:
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    _kernels.nearest_labels(X, centers, labels)
+    differences = X - centers[labels]
+    return float(np.dot(weights, np.einsum("ij,ij->i", differences, differences)))
+
+
+def lloyd(
+    X: np.ndarray, weights: np.ndarray, centers: np.ndarray, max_iter: int, tol_abs: float
+) -> tuple[np.ndarray, int]:
+    """Compiled Lloyd from ``centers`` (not modified): returns new centres and iterations."""
+    result = np.ascontiguousarray(centers, dtype=np.float64).copy()
+    _, n_iter, _ = _kernels.lloyd_hamerly(X, weights, result, max_iter, tol_abs)
+    return result, int(n_iter)
+
+
+def initial_centers(
+    X: np.ndarray, weights: np.ndarray, n_colors: int, init: str, rng: np.random.Generator
+) -> np.ndarray:
+    """k-means++ (compiled) or random starting centres, drawing from ``rng``."""
+    if init == "random":
+        return _init_random(X, n_colors, weights, rng)
+    n_trials = 2 + int(math.log(n_colors))
+    uniforms = rng.random((n_colors, n_trials))
+    centers, n_found = _kernels.kmeans_plusplus(X, weights, n_colors, uniforms)
+    if n_found < n_colors:
+        raise ValueError(
+            f"X has only {n_found} distinct points with positive weight, "
+            f"fewer than n_colors={n_colors}"
+        )
+    return centers
+
+
+def _split_along_principal_axis(
+    X: np.ndarray, weights: np.ndarray, center: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two points either side of ``center`` along the cluster's main direction of spread."""
+    differences = X - center
+    covariance = (differences * weights[:, None]).T @ differences / weights.sum()
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    # 0.8 sigma is where the two halves of a Gaussian have their means (sqrt(2/pi) ~ 0.8).
+    offset = eigenvectors[:, -1] * math.sqrt(max(float(eigenvalues[-1]), 1e-12)) * 0.8
+    return center + offset, center - offset
+
+
+def improve_by_swaps(
+    X: np.ndarray,
+    weights: np.ndarray,
+    centers: np.ndarray,
+    *,
+    trials: int,
+    max_iter: int,
+    tol_abs: float,
+) -> tuple[np.ndarray, float, int]:
+    """Targeted swaps: move the least useful centre into the widest cluster, keep if J drops.
+
+    Returns the improved centres, their J on ``X`` and the number of accepted swaps.
+    """
+    n_points, n_colors = X.shape[0], centers.shape[0]
+    labels = np.empty(n_points, dtype=np.intp)
+    nearest = np.empty(n_points)
+    second = np.empty(n_points)
+    _kernels.nearest_two(X, centers, labels, nearest, second)
+    inertia = float(np.dot(weights, nearest * nearest))
+    tried: set[tuple[int, int]] = set()
+    accepted = 0
+    for _ in range(trials):
+        if n_colors < 2:
+            break
+        removal_cost = np.bincount(
+            labels, weights=weights * (second * second - nearest * nearest), minlength=n_colors
+        )
+        cluster_inertia = np.bincount(
+            labels, weights=weights * nearest * nearest, minlength=n_colors
+        )
+        pair = None
+        for removed in np.argsort(removal_cost, kind="stable")[:4]:
+            for split in np.argsort(-cluster_inertia, kind="stable")[:4]:
+                if removed != split and (int(removed), int(split)) not in tried:
+                    pair = (int(removed), int(split))
+                    break
+            if pair is not None:
+                break
+        if pair is None:
+            break
+        tried.add(pair)
+        removed, split = pair
+        members = labels == split
+        if members.sum() < 2:
+            continue
+        candidate = centers.copy()
+        candidate[split], candidate[removed] = _split_along_principal_axis(
+            X[members], weights[members], centers[split]
+        )
+        candidate, _ = lloyd(X, weights, candidate, max_iter, tol_abs)
+        candidate_labels = np.empty(n_points, dtype=np.intp)
+        candidate_nearest = np.empty(n_points)
+        candidate_second = np.empty(n_points)
+        _kernels.nearest_two(X, candidate, candidate_labels, candidate_nearest, candidate_second)
+        candidate_inertia = float(np.dot(weights, candidate_nearest * candidate_nearest))
+        if candidate_inertia < inertia * (1.0 - 1e-9):
+            centers, inertia = candidate, candidate_inertia
+            labels, nearest, second = candidate_labels, candidate_nearest, candidate_second
+            tried.clear()
+            accepted += 1
+    return centers, inertia, accepted
+
+
+def fit_centers(
+    histogram: ColorHistogram,
+    n_colors: int,
+    *,
+    preset: SpeedPreset,
+    init: str,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    rng: np.random.Generator,
+) -> FitResult:
+    """K centres for the histogram's colours, by the strategy of ``preset``.
+
+    ``histogram`` must have more distinct colours than ``n_colors``. ``n_init`` overrides the
+    preset's restarts.
+    """
+    colors = histogram.colors.astype(np.float64)
+    counts = histogram.counts.astype(np.float64)
+    X, weights = colors, counts
+    if preset.coarse_bits is not None:
+        coarse, coarse_weights = coarse_points(
+            histogram.colors, histogram.counts, preset.coarse_bits
+        )
+        if coarse.shape[0] >= _MIN_COARSE_POINTS_PER_CENTER * n_colors and (
+            coarse.shape[0] < colors.shape[0]
+        ):
+            X, weights = coarse, coarse_weights
+    tol_abs = _tolerance(X, weights, tol)
+
+    best_centers: np.ndarray | None = None
+    best_inertia = math.inf
+    n_iter = 0
+    for _ in range(n_init):
+        start = initial_centers(X, weights, n_colors, init, rng)
+        centers, n_iter_run = lloyd(X, weights, start, max_iter, tol_abs)
+        inertia = _inertia(X, weights, centers)
+        if inertia < best_inertia:
+            best_centers, best_inertia, n_iter = centers, inertia, n_iter_run
+    assert best_centers is not None
+
+    if preset.swap_trials:
+        best_centers, best_inertia, _ = improve_by_swaps(
+            X,
+            weights,
+            best_centers,
+            trials=preset.swap_trials,
+            max_iter=max_iter,
+            tol_abs=tol_abs,
+        )
+    if preset.refine and X is not colors:
+        best_centers, n_iter = lloyd(
+            colors, counts, best_centers, max_iter, _tolerance(colors, counts, tol)
+        )
+    return FitResult(centers=best_centers, n_iter=n_iter)

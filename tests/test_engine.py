@@ -1,0 +1,206 @@
+"""The fast path (compiled kernels, coarse-to-fine, swaps) against the readable reference."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmquant import _kernels, color_histogram, kmeans_init_centroids, quantize, run_kmeans
+from kmquant.engine import (
+    PRESETS,
+    coarse_points,
+    fit_centers,
+    improve_by_swaps,
+    initial_centers,
+    lloyd,
+)
+from kmquant.histogram import pack_colors
+from kmquant.kmeans import _lloyd, _tolerance
+
+
+def reference_histogram(pixels):
+    keys, inverse, counts = np.unique(pack_colors(pixels), return_inverse=True, return_counts=True)
+    return keys, counts, inverse.reshape(-1)
+
+
+@pytest.mark.parametrize("n_channels", [1, 2, 3, 4])
+def test_hash_histogram_equals_np_unique(sample_image, n_channels):
+    rng = np.random.default_rng(n_channels)
+    pixels = sample_image.reshape(-1, 3)[::7]
+    extra = rng.integers(0, 256, (pixels.shape[0], 1), dtype=np.uint8)
+    pixels = np.ascontiguousarray(np.hstack([pixels, extra, 255 - extra])[:, :n_channels])
+    histogram = color_histogram(pixels)
+    keys, counts, inverse = reference_histogram(pixels)
+    np.testing.assert_array_equal(pack_colors(histogram.colors), keys)
+    np.testing.assert_array_equal(histogram.counts, counts)
+    np.testing.assert_array_equal(histogram.inverse, inverse)
+
+
+def test_hash_histogram_handles_full_32_bit_keys():
+    pixels = np.array([[255, 255, 255, 255], [0, 0, 0, 0], [255, 255, 255, 255]], np.uint8)
+    histogram = color_histogram(pixels)
+    assert histogram.colors.tolist() == [[0, 0, 0, 0], [255, 255, 255, 255]]
+    assert histogram.counts.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(("n_colors", "seed"), [(2, 0), (8, 1), (32, 2), (64, 3)])
+def test_compiled_lloyd_equals_reference_lloyd(small_photo, n_colors, seed):
+    histogram = color_histogram(small_photo)
+    X = histogram.colors.astype(float)
+    weights = histogram.counts.astype(float)
+    start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed)
+    tol_abs = _tolerance(X, weights, 1e-4)
+    reference = _lloyd(X, start.copy(), weights, 300, tol_abs)
+    centers = start.copy()
+    labels, n_iter, converged = _kernels.lloyd_hamerly(X, weights, centers, 300, tol_abs)
+    np.testing.assert_allclose(centers, reference.centers, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(labels, reference.labels)
+    assert (n_iter, converged) == (reference.n_iter, reference.converged)
+
+
+def test_compiled_lloyd_relocates_empty_clusters_like_the_reference():
+    X = np.array([[0.0], [1.0], [10.0], [11.0], [30.0]])
+    weights = np.ones(5)
+    start = np.array([[0.0], [100.0], [200.0]])  # two centres start far from every point
+    reference = run_kmeans(X, start, 50, tol=0)
+    centers = start.copy()
+    labels, _, _ = _kernels.lloyd_hamerly(X, weights, centers, 50, 0.0)
+    np.testing.assert_allclose(np.sort(centers[:, 0]), np.sort(reference.centers[:, 0]))
+    assert np.all(np.isfinite(centers))
+    assert len(set(labels.tolist())) == 3
+
+
+def test_compiled_kmeans_plusplus_picks_distinct_points_one_per_group():
+    rng = np.random.default_rng(0)
+    groups = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=float)
+    X = np.concatenate([g + rng.normal(0, 3, (50, 3)) for g in groups])
+    for seed in range(10):
+        centers = initial_centers(X, np.ones(len(X)), 4, "k-means++", np.random.default_rng(seed))
+        nearest = np.argmin(((centers[:, None] - groups[None]) ** 2).sum(2), axis=1)
+        assert sorted(nearest.tolist()) == [0, 1, 2, 3]
+        assert all((X == row).all(axis=1).any() for row in centers)
+
+
+def test_compiled_kmeans_plusplus_reports_too_few_points():
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="only 2 distinct points"):
+        initial_centers(X, np.ones(3), 3, "k-means++", np.random.default_rng(0))
+
+
+def test_coarse_points_keep_total_weight_and_mean(small_photo):
+    histogram = color_histogram(small_photo)
+    points, weights = coarse_points(histogram.colors, histogram.counts, 4)
+    assert weights.sum() == histogram.counts.sum()
+    assert points.shape[0] < histogram.n_colors
+    np.testing.assert_allclose(
+        weights @ points, histogram.counts @ histogram.colors.astype(float), rtol=1e-12
+    )
+
+
+def test_swaps_escape_a_bad_local_minimum():
+    # Three tight groups; Lloyd from two centres in the first group and one between the other
+    # two is stuck. One swap (remove a redundant centre, split the wide cluster) fixes it.
+    rng = np.random.default_rng(0)
+    groups = [np.array([0.0, 0.0]), np.array([100.0, 0.0]), np.array([0.0, 100.0])]
+    X = np.concatenate([g + rng.normal(0, 1, (40, 2)) for g in groups])
+    weights = np.ones(len(X))
+    stuck, _ = lloyd(X, weights, np.array([[-1.0, 0.0], [1.0, 0.0], [50.0, 50.0]]), 100, 0.0)
+    stuck_inertia = float(weights @ ((X[:, None] - stuck[None]) ** 2).sum(2).min(1))
+    better, inertia, accepted = improve_by_swaps(
+        X, weights, stuck, trials=5, max_iter=100, tol_abs=0.0
+    )
+    assert accepted >= 1
+    assert inertia < stuck_inertia / 10
+    nearest_group = np.argmin(((better[:, None] - np.array(groups)[None]) ** 2).sum(2), axis=1)
+    assert sorted(nearest_group.tolist()) == [0, 1, 2]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n_colors=st.integers(2, 12), trials=st.integers(1, 8))
+def test_swaps_never_raise_inertia(small_photo, seed, n_colors, trials):
+    histogram = color_histogram(small_photo[::3, ::3])
+    X = histogram.colors.astype(float)
+    weights = histogram.counts.astype(float)
+    start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed)
+    centers, _ = lloyd(X, weights, start, 100, 0.0)
+    before = float(weights @ ((X[:, None] - centers[None]) ** 2).sum(2).min(1))
+    _, after, _ = improve_by_swaps(X, weights, centers, trials=trials, max_iter=50, tol_abs=0.0)
+    assert after <= before * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("n_colors", [8, 32])
+def test_default_preset_beats_plain_kmeans_plusplus(sample_image, n_colors):
+    histogram = color_histogram(sample_image[::2, ::2])
+    X = histogram.colors.astype(float)
+    weights = histogram.counts.astype(float)
+    plain = [
+        run_kmeans(
+            X,
+            kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed),
+            sample_weight=weights,
+        ).inertia
+        for seed in range(3)
+    ]
+    fit = fit_centers(
+        histogram,
+        n_colors,
+        preset=PRESETS["default"],
+        init="k-means++",
+        n_init=3,
+        max_iter=300,
+        tol=1e-4,
+        rng=np.random.default_rng(0),
+    )
+    ours = float(weights @ ((X[:, None] - fit.centers[None]) ** 2).sum(2).min(1))
+    assert ours <= min(plain) * 1.002
+
+
+@pytest.mark.parametrize("speed", ["fast", "default", "best"])
+def test_every_speed_gives_a_valid_result(small_photo, speed):
+    result = quantize(small_photo, 8, speed=speed, rng=0)
+    assert 1 <= result.n_colors <= 8
+    assert result.to_image().shape == small_photo.shape
+
+
+def test_fast_is_coarser_but_still_far_better_than_two_colours(sample_image):
+    fast = quantize(sample_image, 16, speed="fast", rng=0)
+    default = quantize(sample_image, 16, rng=0)
+    two = quantize(sample_image, 2, rng=0)
+    assert default.inertia <= fast.inertia * 1.001
+    assert fast.inertia < two.inertia / 3
+
+
+def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image):
+    from PIL import Image
+
+    source = tmp_path / "in.png"
+    Image.fromarray(sample_image[:200, :300]).save(source)
+    outputs = []
+    for threads in ("1", "2"):
+        target = tmp_path / f"out-{threads}.png"
+        environment = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kmquant",
+                "compress",
+                str(source),
+                "-k",
+                "64",
+                "-o",
+                str(target),
+            ],
+            check=True,
+            capture_output=True,
+            env=environment,
+            timeout=300,
+        )
+        outputs.append(target.read_bytes())
+    assert outputs[0] == outputs[1]
