@@ -211,3 +211,25 @@ def test_unreadable_inputs_raise_one_clear_error(tmp_path, sample_image):
     data = save_with_pillow(Image.fromarray(sample_image), "PNG")
     with pytest.raises(ImageReadError, match="truncated or corrupt"):
         read_image(data[: len(data) // 2])
+
+
+def test_every_optimize_level_decodes_to_the_same_pixels(sample_image):
+    result = quantize(sample_image, 16, rng=0)
+    sizes = {}
+    for level in (0, 1, 2, 3):
+        data = encode_png(result, optimize=level)
+        np.testing.assert_array_equal(read_image(data), result.to_image())
+        width, height, depth, colour_type = struct.unpack(">IIBB", png_chunks(data)[b"IHDR"][:10])
+        assert (depth, colour_type) == (4, 3)
+        sizes[level] = len(data)
+    # oxipng's filters and libdeflate are worth their time: clearly smaller than zlib 9.
+    assert sizes[2] < 0.95 * sizes[1] <= sizes[0]
+    assert sizes[3] <= sizes[2]
+    with pytest.raises(ValueError, match="optimize must be one of"):
+        encode_png(result, optimize=7)
+
+
+def test_grey_palette_stays_indexed_after_oxipng(small_photo):
+    result = quantize(small_photo[:, :, 0], 4, rng=0)
+    data = encode_png(result, optimize=2)
+    assert png_chunks(data)[b"IHDR"][9] == 3

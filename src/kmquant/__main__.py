@@ -23,7 +23,15 @@ import numpy as np
 from . import __version__
 from ._exceptions import KmquantError, OutputExistsError
 from ._sample import sample_image_path
-from .io import atomic_write_bytes, check_output_path, decode_image, encode_png, read_bytes
+from .io import (
+    DEFAULT_OPTIMIZE,
+    OPTIMIZE_LEVELS,
+    atomic_write_bytes,
+    check_output_path,
+    decode_image,
+    encode_png,
+    read_bytes,
+)
 from .kmeans import INIT_METHODS
 from .metrics import compression_ratio, mse, psnr, ssim
 from .quantize import (
@@ -157,6 +165,14 @@ def main_parser() -> argparse.ArgumentParser:
     )
     _add_kmeans_options(compress)
     compress.add_argument(
+        "--optimize",
+        type=int,
+        choices=OPTIMIZE_LEVELS,
+        default=DEFAULT_OPTIMIZE,
+        help="PNG compression effort: 0 zlib default, 1 zlib 9, 2 oxipng (default), "
+        "3 oxipng harder; every level decodes to the same pixels",
+    )
+    compress.add_argument(
         "--force", action="store_true", help="overwrite OUT if it exists (default: refuse)"
     )
     compress.add_argument(
@@ -250,7 +266,7 @@ def _compress(args: argparse.Namespace) -> int:
         data, name = read_bytes(args.input), args.input
     image = decode_image(data, name)
     result = _quantize_reporting_warnings(image, args)
-    png = encode_png(result)
+    png = encode_png(result, optimize=args.optimize)
     if output == STDIO:
         sys.stdout.buffer.write(png)
         sys.stdout.buffer.flush()

@@ -84,6 +84,41 @@ def _squared_distance(X, i, centers, k):  # pragma: no cover - compiled
     return total
 
 
+# Points per block of the parallel loops: each block reuses one scratch row of distances.
+_BLOCK = 512
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nearest_two_of(X, i, centers_t, distances):  # pragma: no cover - compiled
+    """Index of the centre nearest to point i, and the two smallest squared distances.
+
+    ``centers_t`` is (d, k): with the centres transposed, the distances to all k centres
+    are computed feature by feature in contiguous, vectorisable loops into ``distances`` (k,).
+    Ties go to the lowest index.
+    """
+    n_centers = centers_t.shape[1]
+    for k in range(n_centers):
+        distances[k] = 0.0
+    for feature in range(centers_t.shape[0]):
+        value = X[i, feature]
+        row = centers_t[feature]
+        for k in range(n_centers):
+            difference = value - row[k]
+            distances[k] += difference * difference
+    best = np.inf
+    second = np.inf
+    best_index = 0
+    for k in range(n_centers):
+        distance = distances[k]
+        if distance < best:
+            second = best
+            best = distance
+            best_index = k
+        elif distance < second:
+            second = distance
+    return best_index, best, second
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def nearest_two(X, centers, labels, upper, lower):  # pragma: no cover - compiled
     """Full assignment: nearest centre of every point and the two smallest distances.
@@ -92,22 +127,15 @@ def nearest_two(X, centers, labels, upper, lower):  # pragma: no cover - compile
     ``upper`` (n,) the distance to the nearest centre and ``lower`` (n,) the distance to the
     second nearest (infinity when k == 1). Distances are Euclidean, not squared.
     """
-    n_centers = centers.shape[0]
-    for i in prange(X.shape[0]):
-        best = np.inf
-        second = np.inf
-        best_index = 0
-        for k in range(n_centers):
-            distance = _squared_distance(X, i, centers, k)
-            if distance < best:
-                second = best
-                best = distance
-                best_index = k
-            elif distance < second:
-                second = distance
-        labels[i] = best_index
-        upper[i] = np.sqrt(best)
-        lower[i] = np.sqrt(second)
+    centers_t = np.ascontiguousarray(centers.T)
+    n_points = X.shape[0]
+    for block in prange((n_points + _BLOCK - 1) // _BLOCK):
+        distances = np.empty(centers.shape[0])
+        for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
+            best_index, best, second = _nearest_two_of(X, i, centers_t, distances)
+            labels[i] = best_index
+            upper[i] = np.sqrt(best)
+            lower[i] = np.sqrt(second)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -116,16 +144,12 @@ def nearest_labels(X, centers, labels):  # pragma: no cover - compiled
 
     Reads ``X`` (n, d), ``centers`` (k, d); writes ``labels`` (n,).
     """
-    n_centers = centers.shape[0]
-    for i in prange(X.shape[0]):
-        best = np.inf
-        best_index = 0
-        for k in range(n_centers):
-            distance = _squared_distance(X, i, centers, k)
-            if distance < best:
-                best = distance
-                best_index = k
-        labels[i] = best_index
+    centers_t = np.ascontiguousarray(centers.T)
+    n_points = X.shape[0]
+    for block in prange((n_points + _BLOCK - 1) // _BLOCK):
+        distances = np.empty(centers.shape[0])
+        for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
+            labels[i] = _nearest_two_of(X, i, centers_t, distances)[0]
 
 
 @njit(cache=True, nogil=True)
@@ -217,32 +241,25 @@ def _bounded_assign(X, centers, labels, upper, lower, half_gap, changed):  # pra
     Reads ``X``, ``centers``, ``half_gap``; updates ``labels``, ``upper``, ``lower`` in place
     and writes ``changed[i]`` = 1 where the label moved. Returns nothing.
     """
-    n_centers = centers.shape[0]
-    for i in prange(X.shape[0]):
-        changed[i] = 0
-        current = labels[i]
-        bound = max(half_gap[current], lower[i])
-        if upper[i] <= bound:
-            continue
-        upper[i] = np.sqrt(_squared_distance(X, i, centers, current))
-        if upper[i] <= bound:
-            continue
-        best = np.inf
-        second = np.inf
-        best_index = 0
-        for k in range(n_centers):
-            distance = _squared_distance(X, i, centers, k)
-            if distance < best:
-                second = best
-                best = distance
-                best_index = k
-            elif distance < second:
-                second = distance
-        if best_index != current:
-            changed[i] = 1
-            labels[i] = best_index
-        upper[i] = np.sqrt(best)
-        lower[i] = np.sqrt(second)
+    centers_t = np.ascontiguousarray(centers.T)
+    n_points = X.shape[0]
+    for block in prange((n_points + _BLOCK - 1) // _BLOCK):
+        distances = np.empty(centers.shape[0])
+        for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
+            changed[i] = 0
+            current = labels[i]
+            bound = max(half_gap[current], lower[i])
+            if upper[i] <= bound:
+                continue
+            upper[i] = np.sqrt(_squared_distance(X, i, centers, current))
+            if upper[i] <= bound:
+                continue
+            best_index, best, second = _nearest_two_of(X, i, centers_t, distances)
+            if best_index != current:
+                changed[i] = 1
+                labels[i] = best_index
+            upper[i] = np.sqrt(best)
+            lower[i] = np.sqrt(second)
 
 
 @njit(cache=True, nogil=True)
@@ -328,10 +345,14 @@ def _first_above(cumulative, value):  # pragma: no cover - compiled
     return low
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _candidate_distances(X, candidates, closest, out):  # pragma: no cover - compiled
-    """``out[t, i] = min(closest[i], ||X[i] - X[candidates[t]]||^2)``, in parallel over i."""
-    for i in prange(X.shape[0]):
+    """``out[t, i] = min(closest[i], ||X[i] - X[candidates[t]]||^2)``.
+
+    Serial: k-means++ runs on a few thousand coarse points, where starting threads for each
+    of the K steps costs more than it saves.
+    """
+    for i in range(X.shape[0]):
         for t in range(candidates.shape[0]):
             distance = 0.0
             for feature in range(X.shape[1]):

@@ -147,30 +147,63 @@ def read_image(source: ImageSource) -> np.ndarray:
     return decode_image(read_bytes(source), name)
 
 
-def encode_png(result: QuantizedImage, *, optimize: bool = True) -> bytes:
+OPTIMIZE_LEVELS = (0, 1, 2, 3)
+DEFAULT_OPTIMIZE = 2
+# oxipng presets used by --optimize 2 and 3 (its own levels run from 0 to 6).
+_OXIPNG_LEVEL = {2: 2, 3: 4}
+
+
+def _check_optimize(optimize: int) -> int:
+    if isinstance(optimize, bool) or optimize not in OPTIMIZE_LEVELS:
+        raise ValueError(f"optimize must be one of {OPTIMIZE_LEVELS}, got {optimize!r}")
+    return int(optimize)
+
+
+def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> bytes:
     """Encode a quantized image as an indexed PNG.
 
     The PNG has colour type 3 (palette) with exactly ``result.n_colors`` palette entries and
     the smallest bit depth that holds them: 1 bit for 2 colours, 2 for 4, 4 for 16, else 8.
+    Every level decodes to the same pixels; higher levels only spend more time on deflate.
 
     Parameters
     ----------
     result : QuantizedImage
-    optimize : bool, optional
-        Let Pillow's encoder try harder for smaller output (default True).
+    optimize : {0, 1, 2, 3}, optional
+        0: zlib at its default level (fastest); 1: zlib at level 9 (Pillow's ``optimize``);
+        2 (default): oxipng preset 2, which tries PNG row filters and compresses with
+        libdeflate (about 8 to 30% smaller than level 1, about 0.1 s per megapixel);
+        3: oxipng preset 4 (a few % smaller again, about 3x slower).
 
     Returns
     -------
     bytes
     """
+    level = _check_optimize(optimize)
     height, width = result.labels.shape
     palette = result.palette
     if palette.shape[1] == 1:
         palette = np.repeat(palette, 3, axis=1)
-    indexed = Image.frombytes("P", (width, height), np.ascontiguousarray(result.labels).tobytes())
-    indexed.putpalette(np.ascontiguousarray(palette[:, :3]).tobytes(), "RGB")
+    palette = np.ascontiguousarray(palette[:, :3])
+    labels = np.ascontiguousarray(result.labels, dtype=np.uint8)
+    if level >= 2:
+        import oxipng
+
+        entries = [(int(r), int(g), int(b), 255) for r, g, b in palette]
+        raw = oxipng.RawImage(
+            labels.tobytes(), width, height, color_type=oxipng.ColorType.indexed(entries)
+        )
+        # Keep the PNG indexed (colour type 3) even where greyscale would be smaller: the
+        # palette is the product.
+        return bytes(
+            raw.create_optimized_png(
+                level=_OXIPNG_LEVEL[level], color_type_reduction=False, grayscale_reduction=False
+            )
+        )
+    indexed = Image.frombytes("P", (width, height), labels.tobytes())
+    indexed.putpalette(palette.tobytes(), "RGB")
     buffer = io.BytesIO()
-    indexed.save(buffer, format="PNG", optimize=optimize)
+    indexed.save(buffer, format="PNG", optimize=level == 1)
     return buffer.getvalue()
 
 
@@ -255,7 +288,7 @@ def write_png(
     result: QuantizedImage,
     *,
     overwrite: bool = False,
-    optimize: bool = True,
+    optimize: int = DEFAULT_OPTIMIZE,
 ) -> int:
     """Write a quantized image as an indexed PNG, atomically.
 
@@ -265,8 +298,8 @@ def write_png(
     result : QuantizedImage
     overwrite : bool, optional
         Replace an existing file (default False: refuse, so nothing is lost by accident).
-    optimize : bool, optional
-        See :func:`encode_png`.
+    optimize : {0, 1, 2, 3}, optional
+        See :func:`encode_png` (default 2).
 
     Returns
     -------
