@@ -90,7 +90,7 @@ _BLOCK = 512
 
 @njit(cache=True, nogil=True, inline="always")
 def _nearest_two_of(X, i, centers_t, distances):  # pragma: no cover - compiled
-    """Index of the centre nearest to point i, and the two smallest squared distances.
+    """Nearest and second-nearest centre of point i: (index, squared distance) of each.
 
     ``centers_t`` is (d, k): with the centres transposed, the distances to all k centres
     are computed feature by feature in contiguous, vectorisable loops into ``distances`` (k,).
@@ -108,32 +108,37 @@ def _nearest_two_of(X, i, centers_t, distances):  # pragma: no cover - compiled
     best = np.inf
     second = np.inf
     best_index = 0
+    second_index = 0
     for k in range(n_centers):
         distance = distances[k]
         if distance < best:
             second = best
+            second_index = best_index
             best = distance
             best_index = k
         elif distance < second:
             second = distance
-    return best_index, best, second
+            second_index = k
+    return best_index, best, second_index, second
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def nearest_two(X, centers, labels, upper, lower):  # pragma: no cover - compiled
+def nearest_two(X, centers, labels, upper, lower, second_labels):  # pragma: no cover
     """Full assignment: nearest centre of every point and the two smallest distances.
 
     Reads ``X`` (n, d), ``centers`` (k, d). Writes ``labels`` (n,) (ties: lowest index),
-    ``upper`` (n,) the distance to the nearest centre and ``lower`` (n,) the distance to the
-    second nearest (infinity when k == 1). Distances are Euclidean, not squared.
+    ``upper`` (n,) the distance to the nearest centre, ``lower`` (n,) the distance to the
+    second nearest (infinity when k == 1) and ``second_labels`` (n,) its index. Distances are
+    Euclidean, not squared.
     """
     centers_t = np.ascontiguousarray(centers.T)
     n_points = X.shape[0]
     for block in prange((n_points + _BLOCK - 1) // _BLOCK):
         distances = np.empty(centers.shape[0])
         for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
-            best_index, best, second = _nearest_two_of(X, i, centers_t, distances)
+            best_index, best, second_index, second = _nearest_two_of(X, i, centers_t, distances)
             labels[i] = best_index
+            second_labels[i] = second_index
             upper[i] = np.sqrt(best)
             lower[i] = np.sqrt(second)
 
@@ -235,16 +240,34 @@ def _half_separation(centers, half_gap):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _bounded_assign(X, centers, labels, upper, lower, half_gap, changed):  # pragma: no cover
-    """Hamerly's assignment: recompute a point only when its bounds cannot vouch for it.
+def _bounded_assign(
+    X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed
+):  # pragma: no cover - compiled
+    """Hamerly's assignment with Drake and Hamerly's annulus (2012) for the points it rescans.
 
-    Reads ``X``, ``centers``, ``half_gap``; updates ``labels``, ``upper``, ``lower`` in place
-    and writes ``changed[i]`` = 1 where the label moved. Returns nothing.
+    Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers``, ``half_gap``; updates
+    ``labels``, ``second_labels``, ``upper``, ``lower`` in place and writes ``changed[i]`` = 1
+    where the label moved.
+
+    A point is rescanned only when its upper bound exceeds both its lower bound and half the
+    gap from its centre to the nearest other centre. Then its nearest and second-nearest
+    centres both lie within r = max(d(x, current), d(x, previous second)) of x, hence have
+    norms within ||x|| +- r: only the centres in that band of the norm-sorted list are tried.
     """
-    centers_t = np.ascontiguousarray(centers.T)
+    n_centers, n_features = centers.shape
+    norms = np.empty(n_centers)
+    for k in range(n_centers):
+        total = 0.0
+        for feature in range(n_features):
+            total += centers[k, feature] * centers[k, feature]
+        norms[k] = np.sqrt(total)
+    order = np.argsort(norms)
+    sorted_norms = norms[order]
+    sorted_centers = np.empty((n_centers, n_features))
+    for position in range(n_centers):
+        sorted_centers[position] = centers[order[position]]
     n_points = X.shape[0]
     for block in prange((n_points + _BLOCK - 1) // _BLOCK):
-        distances = np.empty(centers.shape[0])
         for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
             changed[i] = 0
             current = labels[i]
@@ -254,10 +277,31 @@ def _bounded_assign(X, centers, labels, upper, lower, half_gap, changed):  # pra
             upper[i] = np.sqrt(_squared_distance(X, i, centers, current))
             if upper[i] <= bound:
                 continue
-            best_index, best, second = _nearest_two_of(X, i, centers_t, distances)
+            radius = max(upper[i], np.sqrt(_squared_distance(X, i, centers, second_labels[i])))
+            # Slack for rounding in the norms; a wider band is always safe.
+            radius = radius * (1.0 + 1e-9) + 1e-9
+            start = np.searchsorted(sorted_norms, point_norms[i] - radius)
+            stop = np.searchsorted(sorted_norms, point_norms[i] + radius, side="right")
+            best = np.inf
+            second = np.inf
+            best_index = 0
+            second_index = 0
+            for position in range(start, stop):
+                distance = _squared_distance(X, i, sorted_centers, position)
+                k = order[position]
+                # Ties go to the lowest index, as in a scan in index order.
+                if distance < best or (distance == best and k < best_index):
+                    second = best
+                    second_index = best_index
+                    best = distance
+                    best_index = k
+                elif distance < second:
+                    second = distance
+                    second_index = k
             if best_index != current:
                 changed[i] = 1
                 labels[i] = best_index
+            second_labels[i] = second_index
             upper[i] = np.sqrt(best)
             lower[i] = np.sqrt(second)
 
@@ -278,13 +322,20 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     n_points = X.shape[0]
     n_centers, n_features = centers.shape
     labels = np.empty(n_points, dtype=np.intp)
+    second_labels = np.empty(n_points, dtype=np.intp)
+    point_norms = np.empty(n_points)
+    for i in range(n_points):
+        total = 0.0
+        for feature in range(n_features):
+            total += X[i, feature] * X[i, feature]
+        point_norms[i] = np.sqrt(total)
     upper = np.empty(n_points)
     lower = np.empty(n_points)
     changed = np.zeros(n_points, dtype=np.uint8)
     half_gap = np.empty(n_centers)
     shift = np.empty(n_centers)
     previous = centers.copy()
-    nearest_two(X, centers, labels, upper, lower)
+    nearest_two(X, centers, labels, upper, lower, second_labels)
     n_iter = 0
     converged = False
     for iteration in range(max_iter):
@@ -321,13 +372,17 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
             upper[i] += shift[labels[i]]
             lower[i] -= second_largest if labels[i] == largest_index else largest
         _half_separation(centers, half_gap)
-        _bounded_assign(X, centers, labels, upper, lower, half_gap, changed)
+        _bounded_assign(
+            X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed
+        )
     # One last assignment so that the labels match the returned centres.
     for i in range(n_points):
         upper[i] += shift[labels[i]]
         lower[i] -= second_largest if labels[i] == largest_index else largest
     _half_separation(centers, half_gap)
-    _bounded_assign(X, centers, labels, upper, lower, half_gap, changed)
+    _bounded_assign(
+        X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed
+    )
     return labels, n_iter, converged
 
 

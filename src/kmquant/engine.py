@@ -172,7 +172,8 @@ def improve_by_swaps(
     labels = np.empty(n_points, dtype=np.intp)
     nearest = np.empty(n_points)
     second = np.empty(n_points)
-    _kernels.nearest_two(X, centers, labels, nearest, second)
+    second_labels = np.empty(n_points, dtype=np.intp)
+    _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
     inertia = float(np.dot(weights, nearest * nearest))
     tried: set[tuple[int, int]] = set()
     accepted = 0
@@ -208,7 +209,9 @@ def improve_by_swaps(
         candidate_labels = np.empty(n_points, dtype=np.intp)
         candidate_nearest = np.empty(n_points)
         candidate_second = np.empty(n_points)
-        _kernels.nearest_two(X, candidate, candidate_labels, candidate_nearest, candidate_second)
+        _kernels.nearest_two(
+            X, candidate, candidate_labels, candidate_nearest, candidate_second, second_labels
+        )
         candidate_inertia = float(np.dot(weights, candidate_nearest * candidate_nearest))
         if candidate_inertia < inertia * (1.0 - 1e-9):
             centers, inertia = candidate, candidate_inertia

@@ -113,7 +113,7 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
     keys, counts, first_seen_inverse = histogram_unsorted(np.ascontiguousarray(pixels))
     # The hash table lists colours in order of first sight; sort them so the histogram is
     # canonical (the same as np.unique's), whatever the pixel order.
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)  # keys are distinct: any sort gives the same order
     rank = np.empty(order.shape[0], dtype=np.int32)
     rank[order] = np.arange(order.shape[0], dtype=np.int32)
     return ColorHistogram(
