@@ -380,9 +380,7 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
         upper[i] += shift[labels[i]]
         lower[i] -= second_largest if labels[i] == largest_index else largest
     _half_separation(centers, half_gap)
-    _bounded_assign(
-        X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed
-    )
+    _bounded_assign(X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed)
     return labels, n_iter, converged
 
 
