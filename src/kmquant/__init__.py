@@ -17,6 +17,7 @@ from ._exceptions import (
     KmquantError,
     KmquantWarning,
     OutputExistsError,
+    QualityTooLowError,
 )
 from ._sample import sample_image_path
 from .histogram import ColorHistogram, color_histogram
@@ -28,7 +29,8 @@ from .kmeans import (
     kmeans_init_centroids,
     run_kmeans,
 )
-from .quantize import QuantizedImage, quantize
+from .quantize import QuantizedImage, quantize, remap_image
+from .select import best_within_bytes, elbow_curve, fewest_colors, find_knee
 
 __version__ = "0.1.0"
 
@@ -40,16 +42,22 @@ __all__ = [
     "KmquantError",
     "KmquantWarning",
     "OutputExistsError",
+    "QualityTooLowError",
     "QuantizedImage",
     "__version__",
+    "best_within_bytes",
     "color_histogram",
     "compute_centroids",
+    "elbow_curve",
     "encode_png",
+    "fewest_colors",
     "find_closest_centroids",
+    "find_knee",
     "kmeans_init_centroids",
     "metrics",
     "quantize",
     "read_image",
+    "remap_image",
     "run_kmeans",
     "sample_image_path",
     "write_png",

@@ -8,20 +8,22 @@ traceback (set ``KMQUANT_DEBUG=1`` to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
 from . import __version__
-from ._exceptions import KmquantError, OutputExistsError
+from ._exceptions import KmquantError, KmquantWarning, OutputExistsError, QualityTooLowError
 from ._sample import sample_image_path
 from .io import (
     DEFAULT_OPTIMIZE,
@@ -33,7 +35,8 @@ from .io import (
     read_bytes,
 )
 from .kmeans import INIT_METHODS
-from .metrics import compression_ratio, mse, psnr, ssim
+from .metrics import compression_ratio, delta_e, mse, psnr, ssim
+from .palette import PALETTE_FORMATS, palette_shares, palette_text, parse_palette, share_order
 from .quantize import (
     DEFAULT_MAX_ITER,
     DEFAULT_TOL,
@@ -42,12 +45,15 @@ from .quantize import (
     QuantizedImage,
     flatten_alpha,
     quantize,
+    remap_image,
 )
+from .select import best_within_bytes, elbow_curve, fewest_colors
 
 PROG = "kmquant"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_QUALITY = 99  # as pngquant --quality
 EXIT_INTERRUPTED = 130
 STDIO = "-"
 
@@ -89,16 +95,31 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _add_kmeans_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-k",
-        "--colors",
-        dest="n_colors",
-        type=_n_colors,
-        default=16,
-        metavar="K",
-        help=f"number of colours, 1..{MAX_COLORS} (default 16)",
-    )
+def _k_list(text: str) -> list[int]:
+    return [_n_colors(part) for part in text.split(",") if part.strip()]
+
+
+def _k_range(text: str) -> range:
+    low, separator, high = text.partition(":")
+    if not separator:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH such as 2:64, got {text!r}")
+    first, last = _n_colors(low), _n_colors(high)
+    if last <= first:
+        raise argparse.ArgumentTypeError(f"HIGH must exceed LOW, got {text!r}")
+    return range(first, last + 1)
+
+
+def _add_kmeans_options(parser: argparse.ArgumentParser, *, k_help: str | None = None) -> None:
+    if k_help is not None:
+        parser.add_argument(
+            "-k",
+            "--colors",
+            dest="n_colors",
+            type=_n_colors,
+            default=None,
+            metavar="K",
+            help=k_help,
+        )
     parser.add_argument(
         "--seed",
         type=int,
@@ -138,6 +159,10 @@ def _add_kmeans_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN", help="input image, or - for standard input")
+
+
 def main_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kmquant`` command."""
     parser = _OneLineParser(
@@ -155,7 +180,7 @@ def main_parser() -> argparse.ArgumentParser:
         help="compress one image to K colours",
         description="Compress an image to K colours found by k-means and write an indexed PNG.",
     )
-    compress.add_argument("input", metavar="IN", help="input image, or - for standard input")
+    _add_input(compress)
     compress.add_argument(
         "-o",
         "--output",
@@ -163,13 +188,41 @@ def main_parser() -> argparse.ArgumentParser:
         help="output PNG, or - for standard output "
         "(default: IN's name with -kK.png, beside it; stdout for stdin)",
     )
-    _add_kmeans_options(compress)
+    _add_kmeans_options(
+        compress,
+        k_help=f"number of colours, 1..{MAX_COLORS} (default 16; with a quality target, "
+        "the most it may use, default 256)",
+    )
+    targets = compress.add_argument_group(
+        "choosing K", "the fewest colours that meet every target given (exit 99 if 256 cannot)"
+    )
+    targets.add_argument("--min-psnr", type=float, metavar="DB", help="PSNR at least DB")
+    targets.add_argument("--min-ssim", type=float, metavar="S", help="SSIM at least S")
+    targets.add_argument(
+        "--max-delta-e", type=float, metavar="E", help="mean CIEDE2000 difference at most E"
+    )
+    targets.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        metavar="N",
+        help="instead: the most colours whose PNG fits in N bytes",
+    )
+    targets.add_argument(
+        "--best-effort",
+        action="store_true",
+        help="when no K meets the target, write the best result anyway (exit 0)",
+    )
+    compress.add_argument(
+        "--palette",
+        metavar="FILE",
+        help="map to this palette (JSON, GIMP .gpl, CSS or an image) instead of computing one",
+    )
     compress.add_argument(
         "--optimize",
         type=int,
         choices=OPTIMIZE_LEVELS,
         default=DEFAULT_OPTIMIZE,
-        help="PNG compression effort: 0 zlib default, 1 zlib 9, 2 oxipng (default), "
+        help="PNG compression effort: 0 zlib 1 (fastest), 1 zlib 9, 2 oxipng (default), "
         "3 oxipng harder; every level decodes to the same pixels",
     )
     compress.add_argument(
@@ -192,42 +245,112 @@ def main_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder for the results (default demo-out)",
     )
-    _add_kmeans_options(demo)
+    _add_kmeans_options(demo, k_help="number of colours (default 16)")
+
+    palette = commands.add_parser(
+        "palette",
+        help="extract an image's K main colours",
+        description="Find K colours by k-means and print them by share of the image, with hex "
+        "codes, as JSON, a GIMP palette, CSS custom properties, or a swatch PNG.",
+    )
+    _add_input(palette)
+    _add_kmeans_options(palette, k_help="number of colours (default 8)")
+    palette.add_argument("--format", choices=PALETTE_FORMATS, default="json")
+    palette.add_argument(
+        "-o", "--output", metavar="FILE", help="write here (default: standard output; png needs it)"
+    )
+    palette.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    elbow = commands.add_parser(
+        "elbow",
+        help="inertia, PSNR and bytes for a range of K, and the knee",
+        description="Sweep K, print inertia (within-cluster sum of squares), PSNR and PNG bytes "
+        "for each, and suggest the K at the knee of the inertia curve (Kneedle).",
+    )
+    _add_input(elbow)
+    elbow.add_argument(
+        "--k-range",
+        type=_k_range,
+        default=range(2, 65),
+        metavar="LOW:HIGH",
+        help="K values to sweep (default 2:64)",
+    )
+    elbow.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    elbow.add_argument("--plot", metavar="FILE", help="also draw the curve to this PNG")
+    elbow.add_argument("--json", action="store_true", help="print one JSON object")
+    elbow.add_argument("--force", action="store_true", help="overwrite the plot if it exists")
+
+    compare = commands.add_parser(
+        "compare",
+        help="report figure: original, compressed, error map, palette, metrics",
+        description="Draw original | compressed | per-pixel error | palette shares with the "
+        "metrics, one row per K.",
+    )
+    _add_input(compare)
+    compare.add_argument(
+        "-k",
+        "--colors",
+        dest="k_list",
+        type=_k_list,
+        default=[16],
+        metavar="K[,K...]",
+        help="one or more K, comma-separated (default 16)",
+    )
+    compare.add_argument("-o", "--output", required=True, metavar="FILE", help="report PNG")
+    compare.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    compare.add_argument("--speed", choices=SPEEDS, default="default")
+    compare.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     return parser
 
 
 # ------------------------------------------------------------------------------------------
 
 
-def _default_output(input_name: str, n_colors: int) -> str:
+def _default_output(input_name: str, n_colors: str) -> str:
     if input_name == STDIO:
         return STDIO
     source = Path(input_name)
     return str(source.with_name(f"{source.stem}-k{n_colors}.png"))
 
 
-def _quantize_reporting_warnings(image: np.ndarray, args: argparse.Namespace) -> QuantizedImage:
+@contextlib.contextmanager
+def _reporting_warnings() -> Iterator[None]:
+    """Print the library's warnings as one ``kmquant: warning:`` line each, on stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = quantize(
-            image,
-            args.n_colors,
-            init=args.init,
-            n_init=args.n_init,
-            max_iter=args.max_iter,
-            tol=args.tol,
-            speed=args.speed,
-            rng=args.seed,
-        )
-    for warning in caught:
-        print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
-    return result
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
+
+
+def _read_input(name: str) -> tuple[bytes, np.ndarray]:
+    data = sys.stdin.buffer.read() if name == STDIO else read_bytes(name)
+    return data, decode_image(data, "<stdin>" if name == STDIO else name)
+
+
+def _quantize(image: np.ndarray, args: argparse.Namespace, n_colors: int) -> QuantizedImage:
+    return quantize(
+        image,
+        n_colors,
+        init=args.init,
+        n_init=args.n_init,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        speed=args.speed,
+        rng=args.seed,
+    )
+
+
+def _reference_pixels(image: np.ndarray) -> np.ndarray:
+    return flatten_alpha(image) if image.shape[2] in (2, 4) else image
 
 
 def _summary(
     image: np.ndarray, result: QuantizedImage, input_bytes: int, output_bytes: int, seconds: float
 ) -> dict[str, Any]:
-    reference = flatten_alpha(image) if image.shape[2] in (2, 4) else image
+    reference = _reference_pixels(image)
     compressed = result.to_image()
     peak = psnr(reference, compressed)
     return {
@@ -247,25 +370,78 @@ def _summary(
 
 def _summary_line(source: str, target: str, summary: dict[str, Any]) -> str:
     peak = "inf" if summary["psnr"] is None else f"{summary['psnr']:.2f}"
-    return (
+    line = (
         f"{source} -> {target}: K={summary['n_colors']}  PSNR {peak} dB  "
         f"SSIM {summary['ssim']:.4f}  {summary['input_bytes']:,} -> "
         f"{summary['output_bytes']:,} bytes ({summary['ratio']:.2f}x)  "
         f"{summary['seconds']:.2f} s"
     )
+    if summary.get("chosen_by"):
+        line += f"  [{summary['chosen_by']}]"
+    return line
+
+
+def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage, str | None]:
+    """The result for compress: a given palette, a target's K, or plain K."""
+    if args.palette:
+        palette = parse_palette(read_bytes(args.palette), name=args.palette)
+        result = remap_image(_reference_pixels(image), palette)
+        return result, f"palette of {palette.shape[0]} colours from {args.palette}"
+    has_quality_target = any(
+        value is not None for value in (args.min_psnr, args.min_ssim, args.max_delta_e)
+    )
+    if has_quality_target:
+        choice = fewest_colors(
+            image,
+            min_psnr=args.min_psnr,
+            min_ssim=args.min_ssim,
+            max_delta_e=args.max_delta_e,
+            max_colors=args.n_colors or MAX_COLORS,
+            best_effort=args.best_effort,
+            speed=args.speed,
+            rng=args.seed,
+        )
+        if not choice.met:
+            warnings.warn(choice.reason, KmquantWarning, stacklevel=1)
+        return choice.result, choice.reason
+    if args.max_bytes is not None:
+        choice = best_within_bytes(
+            image,
+            args.max_bytes,
+            optimize=args.optimize,
+            max_colors=args.n_colors or MAX_COLORS,
+            speed=args.speed,
+            rng=args.seed,
+        )
+        return choice.result, choice.reason
+    return _quantize(image, args, args.n_colors or 16), None
 
 
 def _compress(args: argparse.Namespace) -> int:
-    output = args.output or _default_output(args.input, args.n_colors)
+    targeted = (
+        args.palette
+        or args.max_bytes is not None
+        or any(value is not None for value in (args.min_psnr, args.min_ssim, args.max_delta_e))
+    )
+    if (
+        args.palette
+        and targeted
+        and (
+            args.max_bytes is not None
+            or args.min_psnr is not None
+            or args.min_ssim is not None
+            or args.max_delta_e is not None
+        )
+    ):
+        raise KmquantError("--palette cannot be combined with a quality or size target")
+    default_name = "q" if targeted else str(args.n_colors or 16)
+    output = args.output or _default_output(args.input, default_name)
     if output != STDIO:
         check_output_path(output, overwrite=args.force)
     started = time.perf_counter()
-    if args.input == STDIO:
-        data, name = sys.stdin.buffer.read(), "<stdin>"
-    else:
-        data, name = read_bytes(args.input), args.input
-    image = decode_image(data, name)
-    result = _quantize_reporting_warnings(image, args)
+    data, image = _read_input(args.input)
+    with _reporting_warnings():
+        result, reason = _choose(image, args)
     png = encode_png(result, optimize=args.optimize)
     if output == STDIO:
         sys.stdout.buffer.write(png)
@@ -273,6 +449,7 @@ def _compress(args: argparse.Namespace) -> int:
     else:
         atomic_write_bytes(output, png, overwrite=args.force)
     summary = _summary(image, result, len(data), len(png), time.perf_counter() - started)
+    summary["chosen_by"] = reason
     report_stream = sys.stderr if output == STDIO else sys.stdout
     source_label = "<stdin>" if args.input == STDIO else args.input
     target_label = "<stdout>" if output == STDIO else output
@@ -296,11 +473,12 @@ def _demo(args: argparse.Namespace) -> int:
         raise KmquantError(f"cannot create folder '{folder}': {error.strerror or error}") from None
     source = sample_image_path()
     started = time.perf_counter()
-    data = read_bytes(source)
-    image = decode_image(data, source.name)
-    result = _quantize_reporting_warnings(image, args)
+    data, image = _read_input(str(source))
+    n_colors = args.n_colors or 16
+    with _reporting_warnings():
+        result = _quantize(image, args, n_colors)
     png = encode_png(result)
-    png_path = folder / f"{source.stem}-k{args.n_colors}.png"
+    png_path = folder / f"{source.stem}-k{n_colors}.png"
     atomic_write_bytes(png_path, png, overwrite=True)
     summary = _summary(image, result, len(data), len(png), time.perf_counter() - started)
     figure_path = folder / "comparison.png"
@@ -311,6 +489,113 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _palette(args: argparse.Namespace) -> int:
+    if args.format == "png" and not args.output:
+        raise KmquantError("--format png needs -o FILE")
+    if args.output:
+        check_output_path(args.output, overwrite=args.force)
+    _, image = _read_input(args.input)
+    with _reporting_warnings():
+        result = _quantize(image, args, args.n_colors or 8)
+    shares = palette_shares(result.labels, result.n_colors)
+    name = "stdin" if args.input == STDIO else Path(args.input).stem
+    if args.format == "png":
+        from .figures import palette_swatch
+
+        order = share_order(shares)
+        swatch = palette_swatch(result.palette[order], columns=result.n_colors, cell=32)
+        atomic_write_bytes(args.output, _png_bytes(swatch), overwrite=args.force)
+        print(f"{result.n_colors} colours -> {args.output}")
+        return EXIT_OK
+    text = palette_text(result.palette, shares, args.format, name=name)
+    if args.output:
+        atomic_write_bytes(args.output, (text + "\n").encode(), overwrite=args.force)
+        print(f"{result.n_colors} colours -> {args.output}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _elbow(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_output_path(args.plot, overwrite=args.force)
+    _, image = _read_input(args.input)
+    started = time.perf_counter()
+    with _reporting_warnings():
+        curve = elbow_curve(image, args.k_range, rng=args.seed)
+    seconds = time.perf_counter() - started
+    if args.plot:
+        from .figures import elbow_figure, figure_png_bytes
+
+        atomic_write_bytes(args.plot, figure_png_bytes(elbow_figure(curve)), overwrite=args.force)
+    if args.json:
+        points = [
+            {
+                "n_colors": p.n_colors,
+                "inertia": p.inertia,
+                "mse": round(p.mse, 6),
+                "psnr": None if math.isinf(p.psnr) else round(p.psnr, 4),
+                "bytes": p.n_bytes,
+            }
+            for p in curve.points
+        ]
+        print(json.dumps({"knee": curve.knee, "seconds": round(seconds, 3), "points": points}))
+        return EXIT_OK
+    print(f"{'K':>4} {'inertia':>14} {'PSNR dB':>8} {'bytes':>9}")
+    for point in curve.points:
+        marker = "  <- knee" if point.n_colors == curve.knee else ""
+        print(
+            f"{point.n_colors:>4} {point.inertia:>14.0f} {point.psnr:>8.2f} "
+            f"{point.n_bytes:>9,}{marker}"
+        )
+    print(f"suggested K: {curve.knee} (knee of the inertia curve by Kneedle; {seconds:.2f} s)")
+    if args.plot:
+        print(f"elbow plot: {args.plot}")
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .figures import figure_png_bytes, report_figure
+
+    check_output_path(args.output, overwrite=args.force)
+    data, image = _read_input(args.input)
+    reference = _reference_pixels(image)
+    rows = []
+    with _reporting_warnings():
+        for n_colors in args.k_list:
+            result = quantize(image, n_colors, speed=args.speed, rng=args.seed)
+            compressed = result.to_image()
+            rows.append(
+                (
+                    result,
+                    {
+                        "psnr": psnr(reference, compressed),
+                        "ssim": ssim(reference, compressed),
+                        "delta_e": delta_e(reference, compressed).mean,
+                        "output_bytes": len(encode_png(result)),
+                        "input_bytes": len(data),
+                    },
+                )
+            )
+    figure = report_figure(reference, rows)
+    atomic_write_bytes(args.output, figure_png_bytes(figure), overwrite=args.force)
+    for result, metrics in rows:
+        print(
+            f"K={result.n_colors}  PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}  "
+            f"mean dE00 {metrics['delta_e']:.2f}  {int(metrics['output_bytes']):,} bytes"
+        )
+    print(f"report: {args.output}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (callable from tests)."""
     parser = main_parser()
@@ -318,9 +603,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         return int(stop.code or 0) if not isinstance(stop.code, str) else EXIT_USAGE
-    handlers = {"compress": _compress, "demo": _demo}
+    handlers = {
+        "compress": _compress,
+        "demo": _demo,
+        "palette": _palette,
+        "elbow": _elbow,
+        "compare": _compare,
+    }
     try:
         return handlers[args.command](args)
+    except QualityTooLowError as error:
+        print(
+            f"{PROG}: error: {error} (nothing written; --best-effort writes it anyway)",
+            file=sys.stderr,
+        )
+        return EXIT_QUALITY
     except OutputExistsError as error:
         print(f"{PROG}: error: {error} (use --force to overwrite)", file=sys.stderr)
         return EXIT_ERROR

@@ -10,6 +10,7 @@ __all__ = [
     "KmquantError",
     "KmquantWarning",
     "OutputExistsError",
+    "QualityTooLowError",
 ]
 
 
@@ -27,6 +28,13 @@ class ImageWriteError(KmquantError):
 
 class OutputExistsError(ImageWriteError):
     """The output file already exists and overwriting was not asked for."""
+
+
+class QualityTooLowError(KmquantError):
+    """No number of colours (up to 256) meets the quality target, or nothing fits the budget.
+
+    The command line exits with code 99 for it, as pngquant does for ``--quality``.
+    """
 
 
 class KmquantWarning(UserWarning):

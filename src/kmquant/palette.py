@@ -50,3 +50,166 @@ def luminance_order(palette: np.ndarray) -> np.ndarray:
         luma = palette[:, 0]
     keys = [palette[:, channel] for channel in range(palette.shape[1] - 1, -1, -1)]
     return np.lexsort((*keys, luma))
+
+
+# ------------------------------------------------------------------------- palette files
+
+PALETTE_FORMATS = ("json", "gpl", "css", "png")
+
+
+def palette_shares(labels: np.ndarray, n_entries: int) -> np.ndarray:
+    """Fraction of pixels that use each palette entry (sums to 1)."""
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=n_entries).astype(np.float64)
+    return counts / counts.sum()
+
+
+def share_order(shares: np.ndarray) -> np.ndarray:
+    """Entries by decreasing share (ties: palette order)."""
+    return np.argsort(-np.asarray(shares), kind="stable")
+
+
+def hex_code(color: np.ndarray) -> str:
+    """``#rrggbb`` of an RGB (or grey) uint8 colour.
+
+    >>> hex_code(np.array([255, 128, 0], dtype=np.uint8))
+    '#ff8000'
+    """
+    values = [int(v) for v in np.asarray(color).reshape(-1)]
+    rgb = values * 3 if len(values) == 1 else values[:3]
+    return "#" + "".join(f"{v:02x}" for v in rgb)
+
+
+def palette_text(
+    palette: np.ndarray, shares: np.ndarray, fmt: str, *, name: str = "kmquant"
+) -> str:
+    """The palette as JSON, a GIMP ``.gpl`` file or CSS custom properties, by share.
+
+    Parameters
+    ----------
+    palette : ndarray of uint8, shape (n, 3)
+    shares : ndarray, shape (n,)
+        Fraction of pixels of each entry.
+    fmt : {"json", "gpl", "css"}
+    name : str, optional
+        Palette name (GPL ``Name:``, JSON ``name``).
+
+    Examples
+    --------
+    >>> print(palette_text(np.array([[255, 0, 0], [0, 0, 0]], np.uint8), np.array([0.25, 0.75]),
+    ...                    "css"))
+    :root {
+      --kmquant-1: #000000; /* 75.0% */
+      --kmquant-2: #ff0000; /* 25.0% */
+    }
+    """
+    import json
+
+    order = share_order(shares)
+    entries = [
+        (hex_code(palette[i]), [int(v) for v in palette[i][:3]], float(shares[i])) for i in order
+    ]
+    if fmt == "json":
+        return json.dumps(
+            {
+                "name": name,
+                "colors": [
+                    {"hex": h, "rgb": rgb, "share": round(share, 6)} for h, rgb, share in entries
+                ],
+            },
+            indent=2,
+        )
+    if fmt == "gpl":
+        lines = ["GIMP Palette", f"Name: {name}", f"Columns: {min(len(entries), 16)}", "#"]
+        lines += [
+            f"{r:3d} {g:3d} {b:3d}\t{h} {100 * share:.1f}%" for h, (r, g, b), share in entries
+        ]
+        return "\n".join(lines) + "\n"
+    if fmt == "css":
+        lines = [":root {"]
+        lines += [
+            f"  --kmquant-{n}: {h}; /* {100 * share:.1f}% */"
+            for n, (h, _, share) in enumerate(entries, start=1)
+        ]
+        return "\n".join([*lines, "}"])
+    raise ValueError(f"fmt must be one of json, gpl, css, got {fmt!r}")
+
+
+def parse_palette(data: bytes, *, name: str = "<palette>") -> np.ndarray:
+    """Read a palette from JSON, GIMP ``.gpl``, CSS or an image (indexed PNG or swatch).
+
+    JSON: ``{"colors": [{"hex": ...} or {"rgb": [...]}, ...]}`` or a list of hex strings;
+    GPL: ``R G B`` lines; CSS: every ``#rrggbb`` (or ``#rgb``) in order; an image: the palette
+    of an indexed image, else its distinct colours in order of first appearance.
+
+    Returns
+    -------
+    palette : ndarray of uint8, shape (n, 3), 1 <= n <= 256
+
+    Raises
+    ------
+    ValueError
+        If no colour can be found, or more than 256.
+    """
+    import json
+    import re
+
+    colors: list[list[int]] = []
+    text = None
+    if not data.startswith(b"\x89PNG") and b"\x00" not in data[:512]:
+        text = data.decode("utf-8", errors="replace")
+    if text is not None and text.lstrip().startswith(("{", "[")):
+        document = json.loads(text)
+        items = document.get("colors", []) if isinstance(document, dict) else document
+        for item in items:
+            if isinstance(item, str):
+                colors.append(_parse_hex(item))
+            elif isinstance(item, dict) and "rgb" in item:
+                colors.append([int(v) for v in item["rgb"][:3]])
+            elif isinstance(item, dict) and "hex" in item:
+                colors.append(_parse_hex(item["hex"]))
+    elif text is not None and text.startswith("GIMP Palette"):
+        for line in text.splitlines()[1:]:
+            match = re.match(r"\s*(\d+)\s+(\d+)\s+(\d+)", line)
+            if match:
+                colors.append([int(v) for v in match.groups()])
+    elif text is not None and "#" in text and ("{" in text or ":" in text):
+        colors = [
+            _parse_hex(code) for code in re.findall(r"#[0-9a-fA-F]{6}\b|#[0-9a-fA-F]{3}\b", text)
+        ]
+    else:
+        colors = _image_palette(data, name)
+    if not colors:
+        raise ValueError(f"no colours found in palette '{name}'")
+    if len(colors) > 256:
+        raise ValueError(f"palette '{name}' has {len(colors)} colours, more than 256")
+    array = np.array(colors, dtype=np.int64)
+    if array.min() < 0 or array.max() > 255:
+        raise ValueError(f"palette '{name}' has channel values outside 0..255")
+    return array.astype(np.uint8)
+
+
+def _parse_hex(code: str) -> list[int]:
+    digits = code.strip().lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(d * 2 for d in digits)
+    if len(digits) != 6:
+        raise ValueError(f"not a #rrggbb colour: {code!r}")
+    return [int(digits[i : i + 2], 16) for i in (0, 2, 4)]
+
+
+def _image_palette(data: bytes, name: str) -> list[list[int]]:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.mode == "P":
+                used = sorted({index for _, index in image.getcolors(256) or []})
+                entries = np.array(image.getpalette("RGB"), dtype=np.uint8).reshape(-1, 3)
+                return entries[used].tolist()
+            pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read palette '{name}': {error}") from None
+    _, first = np.unique(pixels, axis=0, return_index=True)
+    return pixels[np.sort(first)].tolist()

@@ -14,12 +14,21 @@ import numpy as np
 
 from ._exceptions import KmquantWarning
 from .engine import PRESETS, fit_centers
-from .histogram import color_histogram
+from .histogram import ColorHistogram, color_histogram
 from .kmeans import INIT_METHODS, _check_n_colors
 from .palette import centers_to_palette, luminance_order
 from .remap import nearest_palette_labels
 
-__all__ = ["QuantizedImage", "as_uint8_image", "flatten_alpha", "quantize"]
+__all__ = [
+    "QuantizedImage",
+    "apply_palette",
+    "as_uint8_image",
+    "flatten_alpha",
+    "prepare_pixels",
+    "quantize",
+    "quantize_histogram",
+    "remap_image",
+]
 
 MAX_COLORS = 256
 DEFAULT_N_INIT = None  # the speed preset decides
@@ -220,28 +229,67 @@ def quantize(
     >>> result.palette.tolist(), result.inertia
     ([[0, 0, 0], [200, 30, 30]], 0.0)
     """
-    n_colors = _check_n_colors(n_colors)
-    if n_colors > MAX_COLORS:
-        raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
-    _check_options(init, n_init, max_iter, tol, speed)
+    pixels, squeezed = prepare_pixels(image)
+    histogram = color_histogram(pixels)
+    return quantize_histogram(
+        histogram,
+        pixels.shape[:2],
+        n_colors,
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        speed=speed,
+        rng=rng,
+        squeeze_channels=squeezed,
+    )
+
+
+def prepare_pixels(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The uint8 (H, W, C) pixels k-means sees: normalised, alpha flattened (with a warning).
+
+    Returns the pixels and whether the input was 2-D (see :func:`as_uint8_image`).
+    """
     pixels, squeezed = as_uint8_image(image)
     if pixels.shape[2] in (2, 4):
         warnings.warn(
             "alpha channel flattened over white (transparency is not kept yet)",
             KmquantWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         pixels = flatten_alpha(pixels)
-    height, width, _ = pixels.shape
-    histogram = color_histogram(pixels)
+    return pixels, squeezed
 
+
+def quantize_histogram(
+    histogram: ColorHistogram,
+    shape: tuple[int, int],
+    n_colors: int,
+    *,
+    init: str = "k-means++",
+    n_init: int | None = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    speed: str = "default",
+    rng: int | np.random.Generator | None = None,
+    squeeze_channels: bool = False,
+) -> QuantizedImage:
+    """:func:`quantize` for an image whose colour histogram is already counted.
+
+    Lets a caller that tries several K (choosing K, elbow curves) count the colours once.
+    ``shape`` is the image's (height, width).
+    """
+    n_colors = _check_n_colors(n_colors)
+    if n_colors > MAX_COLORS:
+        raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
+    _check_options(init, n_init, max_iter, tol, speed)
     if histogram.n_colors <= n_colors:
         if histogram.n_colors < n_colors:
             warnings.warn(
                 f"the image has only {histogram.n_colors} distinct colours, fewer than "
                 f"n_colors={n_colors}; they are kept exactly",
                 KmquantWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         palette = histogram.colors
         n_iter = 0
@@ -259,21 +307,85 @@ def quantize(
         )
         palette = centers_to_palette(fit.centers)
         n_iter = fit.n_iter
+    return apply_palette(
+        histogram,
+        shape,
+        palette[luminance_order(palette)],
+        n_iter=n_iter,
+        squeeze_channels=squeeze_channels,
+    )
 
-    palette = palette[luminance_order(palette)]
+
+def remap_image(image: np.ndarray, palette: np.ndarray) -> QuantizedImage:
+    """Map an image onto a given palette: every pixel gets its nearest entry.
+
+    Parameters
+    ----------
+    image : array_like
+        As for :func:`quantize`.
+    palette : array_like of uint8, shape (n_entries, n_channels)
+        1 to 256 colours with the image's channels (3 for RGB); every entry is kept, used or
+        not, so a series of images can share one palette.
+
+    Examples
+    --------
+    >>> image = np.array([[[10, 10, 10], [250, 240, 245]]], dtype=np.uint8)
+    >>> remap_image(image, np.array([[0, 0, 0], [255, 255, 255]], np.uint8)).labels.tolist()
+    [[0, 1]]
+    """
+    pixels, squeezed = prepare_pixels(image)
+    entries = np.asarray(palette)
+    if entries.ndim != 2 or entries.shape[1] != pixels.shape[2] or not 1 <= len(entries) <= 256:
+        raise ValueError(
+            f"palette must have shape (1..256, {pixels.shape[2]}), got {entries.shape}"
+        )
+    return apply_palette(
+        color_histogram(pixels),
+        pixels.shape[:2],
+        entries.astype(np.uint8),
+        squeeze_channels=squeezed,
+        drop_unused=False,
+    )
+
+
+def apply_palette(
+    histogram: ColorHistogram,
+    shape: tuple[int, int],
+    palette: np.ndarray,
+    *,
+    n_iter: int = 0,
+    squeeze_channels: bool = False,
+    drop_unused: bool = True,
+) -> QuantizedImage:
+    """Give every pixel its nearest palette entry, through the histogram.
+
+    Parameters
+    ----------
+    histogram : ColorHistogram
+        Of the image's pixels.
+    shape : (height, width)
+    palette : ndarray of uint8, shape (n_entries, n_channels)
+        1 to 256 entries, channels as the histogram's.
+    n_iter, squeeze_channels
+        Stored in the result.
+    drop_unused : bool, optional
+        Remove entries no pixel uses (default True); keep them for a shared palette.
+    """
+    palette = np.asarray(palette, dtype=np.uint8)
     color_labels = nearest_palette_labels(histogram.colors, palette)
-    # Rounding can merge two centres, or leave one with no colour: keep only used entries.
-    used, color_labels = np.unique(color_labels, return_inverse=True)
-    palette = palette[used]
-    color_labels = color_labels.reshape(-1)
+    if drop_unused:
+        # Rounding can merge two centres, or leave one with no colour: keep used entries.
+        used, color_labels = np.unique(color_labels, return_inverse=True)
+        palette = palette[used]
+        color_labels = color_labels.reshape(-1)
     differences = histogram.colors.astype(np.float64) - palette[color_labels]
     inertia = float(np.dot(histogram.counts, np.einsum("ij,ij->i", differences, differences)))
-    labels = color_labels.astype(np.uint8)[histogram.inverse].reshape(height, width)
+    labels = color_labels.astype(np.uint8)[histogram.inverse].reshape(shape)
     return QuantizedImage(
         palette=np.ascontiguousarray(palette),
         labels=labels,
         inertia=inertia,
         n_iter=n_iter,
         n_input_colors=histogram.n_colors,
-        squeeze_channels=squeezed,
+        squeeze_channels=squeeze_channels,
     )

@@ -1,0 +1,438 @@
+r"""Choosing K: the elbow of the inertia curve, quality targets and a size budget.
+
+Three answers to "how many colours do I need?":
+
+* :func:`elbow_curve` sweeps K, recording the inertia (within-cluster sum of squares), PSNR
+  and PNG size of each, and marks the *knee* found by Kneedle [1]_: the K after which more
+  colours buy little.
+* :func:`fewest_colors` finds the smallest K whose result meets quality targets (PSNR, SSIM,
+  CIEDE2000), like pngquant's ``--quality``.
+* :func:`best_within_bytes` finds the largest K (the best quality) whose PNG fits a budget.
+
+All three count the image's colours once and reuse that histogram for every K.
+
+References
+----------
+.. [1] V. Satopaa, J. Albrecht, D. Irwin and B. Raghavan, "Finding a 'Kneedle' in a
+   haystack: detecting knee points in system behavior", ICDCS Workshops, 2011.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _kernels
+from ._exceptions import QualityTooLowError
+from .engine import _split_along_principal_axis, coarse_points, initial_centers, lloyd
+from .histogram import ColorHistogram, color_histogram
+from .io import encode_png
+from .kmeans import _tolerance
+from .metrics import delta_e, psnr, ssim
+from .palette import centers_to_palette, luminance_order
+from .quantize import MAX_COLORS, QuantizedImage, apply_palette, prepare_pixels, quantize_histogram
+
+__all__ = [
+    "Choice",
+    "ElbowCurve",
+    "ElbowPoint",
+    "best_within_bytes",
+    "elbow_curve",
+    "fewest_colors",
+    "find_knee",
+]
+
+
+@dataclass(frozen=True)
+class ElbowPoint:
+    """One K of an elbow sweep."""
+
+    n_colors: int
+    inertia: float
+    mse: float
+    psnr: float
+    n_bytes: int
+
+
+@dataclass(frozen=True)
+class ElbowCurve:
+    """An elbow sweep and its knee."""
+
+    points: tuple[ElbowPoint, ...]
+    knee: int
+
+    @property
+    def n_colors(self) -> list[int]:
+        return [point.n_colors for point in self.points]
+
+    @property
+    def inertia(self) -> list[float]:
+        return [point.inertia for point in self.points]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A K chosen by a target, the result for it, and why it was chosen.
+
+    Attributes
+    ----------
+    result : QuantizedImage
+        The quantized image at the chosen K.
+    n_colors : int
+        The chosen K.
+    met : bool
+        Whether the target was met (False only for a best effort).
+    reason : str
+        One sentence: which target, the value at K and at K - 1 (or K + 1).
+    values : dict
+        The measured values at the chosen K (``psnr``, ``ssim``, ``delta_e``, ``bytes``).
+    """
+
+    result: QuantizedImage
+    n_colors: int
+    met: bool
+    reason: str
+    values: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------- knee
+
+
+def find_knee(x: Sequence[float], y: Sequence[float]) -> int:
+    """Index of the knee of a decreasing, convex curve (an elbow), by Kneedle.
+
+    Parameters
+    ----------
+    x : sequence of float
+        Increasing abscissae (the K values).
+    y : sequence of float
+        The curve (the inertia), decreasing as ``x`` grows.
+
+    Returns
+    -------
+    int
+        Index into ``x`` of the knee.
+
+    Notes
+    -----
+    Both axes are scaled to [0, 1]. For a decreasing convex curve the scaled curve is flipped
+    to :math:`\\hat y = 1 - y_n`, which rises steeply then flattens, and the knee is the point
+    farthest above the diagonal: :math:`\\arg\\max_i (\\hat y_i - x_{n,i})`. It is the point
+    where a unit of extra K (scaled) stops buying a unit of error (scaled). The online
+    refinements of the paper (sensitivity, local maxima) are not needed for one sweep.
+
+    Examples
+    --------
+    >>> x = [1, 2, 3, 4, 5, 6, 7, 8]
+    >>> y = [100, 40, 20, 15, 12, 10, 9, 8]
+    >>> x[find_knee(x, y)]
+    3
+    """
+    xs = np.asarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    if xs.shape != ys.shape or xs.ndim != 1 or xs.size < 2:
+        raise ValueError(f"x and y must be 1-D of the same length >= 2, got {xs.shape}, {ys.shape}")
+    x_scaled = (xs - xs[0]) / (xs[-1] - xs[0]) if xs[-1] != xs[0] else np.zeros_like(xs)
+    span = ys.max() - ys.min()
+    y_scaled = (ys - ys.min()) / span if span > 0 else np.zeros_like(ys)
+    return int(np.argmax((1.0 - y_scaled) - x_scaled))
+
+
+# --------------------------------------------------------------------------------------- elbow
+
+
+def _widen(X: np.ndarray, weights: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """One more centre: split the cluster with the largest inertia along its main axis."""
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    nearest = np.empty(X.shape[0])
+    second = np.empty(X.shape[0])
+    second_labels = np.empty(X.shape[0], dtype=np.intp)
+    _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
+    cluster_inertia = np.bincount(labels, weights=weights * nearest**2, minlength=len(centers))
+    widest = int(np.argmax(cluster_inertia))
+    members = labels == widest
+    first, other = _split_along_principal_axis(X[members], weights[members], centers[widest])
+    widened = np.vstack([centers, other[None, :]])
+    widened[widest] = first
+    return widened
+
+
+def _working_points(histogram: ColorHistogram, n_colors: int) -> tuple[np.ndarray, np.ndarray]:
+    colors = histogram.colors.astype(np.float64)
+    counts = histogram.counts.astype(np.float64)
+    coarse, weights = coarse_points(histogram.colors, histogram.counts, 5)
+    if coarse.shape[0] >= 8 * n_colors and coarse.shape[0] < colors.shape[0]:
+        return coarse, weights
+    return colors, counts
+
+
+def elbow_curve(
+    image: np.ndarray,
+    k_values: Sequence[int],
+    *,
+    rng: int | np.random.Generator | None = None,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> ElbowCurve:
+    """Inertia, PSNR and PNG bytes for every K of ``k_values``, and the knee.
+
+    Parameters
+    ----------
+    image : array_like
+        As for :func:`kmquant.quantize`.
+    k_values : sequence of int
+        The K values, 1..256 (sorted and deduplicated here).
+    rng : int, Generator or None, optional
+    max_iter, tol : optional
+        Lloyd's limits at each K.
+
+    Returns
+    -------
+    ElbowCurve
+        ``points`` (one per K) and ``knee`` (the K at the knee of the inertia curve).
+
+    Notes
+    -----
+    One histogram serves every K, and K + 1 starts from the centres of K with the widest
+    cluster split in two along its main axis (a warm start), so Lloyd needs only a few
+    iterations per K. Each K's palette is applied to every distinct colour, so inertia and PSNR
+    are exact; bytes are the PNG at ``optimize=0`` (zlib level 1, the fastest), which shows
+    how size grows with K; ``--optimize 2`` files are 20 to 40% smaller.
+    """
+    ks = sorted({int(k) for k in k_values})
+    if not ks or ks[0] < 1 or ks[-1] > MAX_COLORS:
+        raise ValueError(f"k_values must lie in 1..{MAX_COLORS}, got {k_values!r}")
+    if len(ks) < 2:
+        raise ValueError(f"k_values must hold at least two values, got {ks}")
+    pixels, squeezed = prepare_pixels(image)
+    shape = pixels.shape[:2]
+    histogram = color_histogram(pixels)
+    generator = np.random.default_rng(rng)
+    X, weights = _working_points(histogram, ks[-1])
+    tol_abs = _tolerance(X, weights, tol)
+    n_pixel_values = float(pixels.shape[0] * pixels.shape[1] * pixels.shape[2])
+    wanted = set(ks)
+    points = []
+    centers = None
+    for k in range(ks[0], ks[-1] + 1):
+        if k >= histogram.n_colors:
+            palette = histogram.colors
+        else:
+            if centers is None:
+                centers = initial_centers(X, weights, k, "k-means++", generator)
+            else:
+                centers = _widen(X, weights, centers)
+            centers, _ = lloyd(X, weights, centers, max_iter, tol_abs)
+            palette = centers_to_palette(centers)
+        if k not in wanted:
+            continue
+        result = apply_palette(
+            histogram, shape, palette[luminance_order(palette)], squeeze_channels=squeezed
+        )
+        error = result.inertia / n_pixel_values
+        points.append(
+            ElbowPoint(
+                n_colors=k,
+                inertia=result.inertia,
+                mse=error,
+                psnr=math.inf if error == 0 else 10 * math.log10(255.0**2 / error),
+                n_bytes=len(encode_png(result, optimize=0)),
+            )
+        )
+    knee_index = find_knee([p.n_colors for p in points], [p.inertia for p in points])
+    return ElbowCurve(points=tuple(points), knee=points[knee_index].n_colors)
+
+
+# ------------------------------------------------------------------------------ quality targets
+
+
+def _search_smallest(predicate: Callable[[int], bool], high: int) -> int | None:
+    """Smallest k in 1..high with predicate(k), assuming it is (nearly) monotone.
+
+    Gallops 1, 2, 4, ... to bracket the answer, bisects, then steps down while k - 1 also
+    passes, so the answer passes and its predecessor does not.
+    """
+    if not predicate(high):
+        return None
+    low, upper = 0, 1
+    while upper < high and not predicate(upper):
+        low, upper = upper, min(2 * upper, high)
+    while upper - low > 1:
+        middle = (low + upper) // 2
+        if predicate(middle):
+            upper = middle
+        else:
+            low = middle
+    while upper > 1 and predicate(upper - 1):
+        upper -= 1
+    return upper
+
+
+def fewest_colors(
+    image: np.ndarray,
+    *,
+    min_psnr: float | None = None,
+    min_ssim: float | None = None,
+    max_delta_e: float | None = None,
+    max_colors: int = MAX_COLORS,
+    best_effort: bool = False,
+    speed: str = "default",
+    rng: int | np.random.Generator | None = None,
+) -> Choice:
+    """The fewest colours (1..``max_colors``) whose result meets every target given.
+
+    Parameters
+    ----------
+    image : array_like
+    min_psnr : float, optional
+        PSNR in dB the result must reach.
+    min_ssim : float, optional
+        SSIM the result must reach.
+    max_delta_e : float, optional
+        Mean CIEDE2000 difference the result must stay under.
+    max_colors : int, optional
+        Upper limit of the search (default 256).
+    best_effort : bool, optional
+        If no K meets the targets, return the ``max_colors`` result (``met=False``) instead of
+        raising.
+    speed, rng : optional
+        As for :func:`kmquant.quantize`; every K uses the same seed.
+
+    Returns
+    -------
+    Choice
+
+    Raises
+    ------
+    QualityTooLowError
+        If even ``max_colors`` colours miss a target and ``best_effort`` is False.
+    ValueError
+        If no target is given.
+
+    Notes
+    -----
+    Each K is quantized independently with the same seed, from one shared histogram, and
+    cached. The search gallops (1, 2, 4, ...) to bracket the answer, bisects, then checks that
+    K - 1 misses, so the answer is the smallest K in its neighbourhood; quality grows with K
+    almost monotonically, so this is the smallest overall except for rare ties.
+    """
+    targets = {"psnr": min_psnr, "ssim": min_ssim, "delta_e": max_delta_e}
+    if all(value is None for value in targets.values()):
+        raise ValueError("give at least one of min_psnr, min_ssim, max_delta_e")
+    pixels, squeezed = prepare_pixels(image)
+    histogram = color_histogram(pixels)
+    high = min(max_colors, histogram.n_colors, MAX_COLORS)
+    seed = (
+        rng
+        if rng is None or isinstance(rng, (int, np.integer))
+        else int(np.random.default_rng(rng).integers(2**32))
+    )
+    cache: dict[int, tuple[QuantizedImage, dict[str, float]]] = {}
+
+    def evaluate(k: int) -> tuple[QuantizedImage, dict[str, float]]:
+        if k not in cache:
+            result = quantize_histogram(
+                histogram, pixels.shape[:2], k, speed=speed, rng=seed, squeeze_channels=squeezed
+            )
+            output = result.to_image().reshape(pixels.shape)
+            values = {"psnr": psnr(pixels, output)}
+            if min_ssim is not None:
+                values["ssim"] = ssim(pixels, output)
+            if max_delta_e is not None:
+                values["delta_e"] = delta_e(pixels, output).mean
+            cache[k] = (result, values)
+        return cache[k]
+
+    def meets(k: int) -> bool:
+        values = evaluate(k)[1]
+        return (
+            (min_psnr is None or values["psnr"] >= min_psnr)
+            and (min_ssim is None or values["ssim"] >= min_ssim)
+            and (max_delta_e is None or values["delta_e"] <= max_delta_e)
+        )
+
+    labels = {"psnr": "PSNR >= {:g} dB", "ssim": "SSIM >= {:g}", "delta_e": "mean dE00 <= {:g}"}
+    wanted = ", ".join(
+        labels[name].format(value) for name, value in targets.items() if value is not None
+    )
+    chosen = _search_smallest(meets, high)
+    if chosen is None:
+        result, values = evaluate(high)
+        message = f"{high} colours cannot reach {wanted} (got {_describe(values)})"
+        if not best_effort:
+            raise QualityTooLowError(message)
+        return Choice(result, result.n_colors, False, f"best effort: {message}", values)
+    result, values = evaluate(chosen)
+    reason = f"fewest colours for {wanted}: K={chosen} gives {_describe(values)}"
+    if chosen > 1:
+        reason += f"; K={chosen - 1} gives {_describe(evaluate(chosen - 1)[1])}"
+    return Choice(result, result.n_colors, True, reason, values)
+
+
+def _describe(values: dict[str, float]) -> str:
+    parts = []
+    for name, value in values.items():
+        if name == "psnr":
+            parts.append("PSNR inf dB" if math.isinf(value) else f"PSNR {value:.2f} dB")
+        elif name == "ssim":
+            parts.append(f"SSIM {value:.4f}")
+        elif name == "delta_e":
+            parts.append(f"mean dE00 {value:.2f}")
+        elif name == "bytes":
+            parts.append(f"{int(value):,} bytes")
+    return ", ".join(parts)
+
+
+def best_within_bytes(
+    image: np.ndarray,
+    max_bytes: int,
+    *,
+    optimize: int = 2,
+    max_colors: int = MAX_COLORS,
+    speed: str = "default",
+    rng: int | np.random.Generator | None = None,
+) -> Choice:
+    """The largest K (best quality) whose PNG, at ``optimize``, fits in ``max_bytes``.
+
+    Raises
+    ------
+    QualityTooLowError
+        If even one colour does not fit.
+
+    Notes
+    -----
+    Bytes grow with K almost monotonically; the search is :func:`fewest_colors`'s run
+    backwards (bracket, bisect, then step up while K + 1 still fits).
+    """
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    pixels, squeezed = prepare_pixels(image)
+    histogram = color_histogram(pixels)
+    high = min(max_colors, histogram.n_colors, MAX_COLORS)
+    cache: dict[int, tuple[QuantizedImage, int]] = {}
+
+    def evaluate(k: int) -> tuple[QuantizedImage, int]:
+        if k not in cache:
+            result = quantize_histogram(
+                histogram, pixels.shape[:2], k, speed=speed, rng=rng, squeeze_channels=squeezed
+            )
+            cache[k] = (result, len(encode_png(result, optimize=optimize)))
+        return cache[k]
+
+    # "K = high + 1 - j fits" is monotone in j: search the smallest j.
+    first_fit = _search_smallest(lambda j: evaluate(high + 1 - j)[1] <= max_bytes, high)
+    if first_fit is None:
+        raise QualityTooLowError(
+            f"no palette fits in {max_bytes:,} bytes (1 colour takes {evaluate(1)[1]:,})"
+        )
+    chosen = high + 1 - first_fit
+    result, n_bytes = evaluate(chosen)
+    output = result.to_image().reshape(pixels.shape)
+    values = {"psnr": psnr(pixels, output), "bytes": float(n_bytes)}
+    reason = f"most colours within {max_bytes:,} bytes: K={chosen} takes {n_bytes:,} bytes"
+    if chosen < high:
+        reason += f"; K={chosen + 1} takes {evaluate(chosen + 1)[1]:,}"
+    return Choice(result, result.n_colors, True, reason, values)
