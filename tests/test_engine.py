@@ -148,7 +148,8 @@ def test_default_preset_beats_plain_kmeans_plusplus(sample_image, n_colors):
         for seed in range(3)
     ]
     fit = fit_centers(
-        histogram,
+        histogram.colors,
+        histogram.counts,
         n_colors,
         preset=PRESETS["default"],
         init="k-means++",

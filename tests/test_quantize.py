@@ -85,16 +85,6 @@ def test_dtypes_are_normalised(small_photo):
         np.testing.assert_array_equal(quantize(variant, 6, rng=0).palette, reference.palette)
 
 
-def test_rgba_is_flattened_with_a_warning(small_photo):
-    rgba = np.concatenate([small_photo, np.full((*small_photo.shape[:2], 1), 255, np.uint8)], 2)
-    rgba[:10, :10, 3] = 0
-    with pytest.warns(KmquantWarning, match="alpha channel flattened"):
-        result = quantize(rgba, 8, rng=0)
-    assert result.palette.shape[1] == 3
-    # Fully transparent pixels were composited over white.
-    assert np.all(result.to_image()[:10, :10] >= 240)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__
 from ._exceptions import KmquantError, KmquantWarning, OutputExistsError, QualityTooLowError
 from ._sample import sample_image_path
+from .colorspace import SPACES
 from .io import (
     DEFAULT_OPTIMIZE,
     OPTIMIZE_LEVELS,
@@ -35,7 +36,7 @@ from .io import (
     read_bytes,
 )
 from .kmeans import INIT_METHODS
-from .metrics import compression_ratio, delta_e, mse, psnr, ssim
+from .metrics import WHITE, composite, compression_ratio, quality_report
 from .palette import PALETTE_FORMATS, palette_shares, palette_text, parse_palette, share_order
 from .quantize import (
     DEFAULT_MAX_ITER,
@@ -43,10 +44,10 @@ from .quantize import (
     MAX_COLORS,
     SPEEDS,
     QuantizedImage,
-    flatten_alpha,
     quantize,
     remap_image,
 )
+from .remap import DITHERS
 from .select import best_within_bytes, elbow_curve, fewest_colors
 
 PROG = "kmquant"
@@ -109,6 +110,38 @@ def _k_range(text: str) -> range:
     return range(first, last + 1)
 
 
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got {text!r}")
+    return value
+
+
+def _add_rendering_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--space",
+        choices=SPACES,
+        default="rgb",
+        help="colour space k-means runs in; the palette is exact sRGB (default rgb: best PSNR)",
+    )
+    parser.add_argument(
+        "--dither",
+        choices=DITHERS,
+        default="none",
+        help="none (default), floyd-steinberg (serpentine error diffusion) or ordered (8x8 Bayer)",
+    )
+    parser.add_argument(
+        "--dither-strength",
+        type=_strength,
+        default=1.0,
+        metavar="S",
+        help="0..1, share of the error diffused (default 1)",
+    )
+
+
 def _add_kmeans_options(parser: argparse.ArgumentParser, *, k_help: str | None = None) -> None:
     if k_help is not None:
         parser.add_argument(
@@ -133,6 +166,7 @@ def _add_kmeans_options(parser: argparse.ArgumentParser, *, k_help: str | None =
         help="fast: one k-means on coarse colours; default: restarts and swaps on coarse "
         "colours, refined on all; best: restarts and swaps on all colours (default: default)",
     )
+    _add_rendering_options(parser)
     parser.add_argument(
         "--n-init",
         type=_positive_int,
@@ -299,6 +333,7 @@ def main_parser() -> argparse.ArgumentParser:
     compare.add_argument("-o", "--output", required=True, metavar="FILE", help="report PNG")
     compare.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     compare.add_argument("--speed", choices=SPEEDS, default="default")
+    _add_rendering_options(compare)
     compare.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     return parser
 
@@ -339,33 +374,35 @@ def _quantize(image: np.ndarray, args: argparse.Namespace, n_colors: int) -> Qua
         max_iter=args.max_iter,
         tol=args.tol,
         speed=args.speed,
+        space=args.space,
+        dither=args.dither,
+        dither_strength=args.dither_strength,
         rng=args.seed,
     )
-
-
-def _reference_pixels(image: np.ndarray) -> np.ndarray:
-    return flatten_alpha(image) if image.shape[2] in (2, 4) else image
 
 
 def _summary(
     image: np.ndarray, result: QuantizedImage, input_bytes: int, output_bytes: int, seconds: float
 ) -> dict[str, Any]:
-    reference = _reference_pixels(image)
-    compressed = result.to_image()
-    peak = psnr(reference, compressed)
-    return {
+    report = quality_report(image, result.to_image())
+    peak = report["psnr"]
+    summary = {
         "n_colors": result.n_colors,
         "psnr": None if math.isinf(peak) else round(peak, 4),
-        "ssim": round(ssim(reference, compressed), 6),
-        "mse": round(mse(reference, compressed), 6),
+        "ssim": round(report["ssim"], 6),
+        "mse": round(report["mse"], 6),
         "input_bytes": input_bytes,
         "output_bytes": output_bytes,
-        "raw_bytes": int(reference.size),
+        "raw_bytes": int(image.size),
         "ratio": round(compression_ratio(input_bytes, output_bytes), 4),
         "seconds": round(seconds, 4),
         "n_iter": result.n_iter,
         "inertia": result.inertia,
     }
+    if "delta_e" in report:
+        summary["delta_e"] = round(report["delta_e"], 4)
+        summary["delta_e_p95"] = round(report["delta_e_p95"], 4)
+    return summary
 
 
 def _summary_line(source: str, target: str, summary: dict[str, Any]) -> str:
@@ -385,7 +422,13 @@ def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage
     """The result for compress: a given palette, a target's K, or plain K."""
     if args.palette:
         palette = parse_palette(read_bytes(args.palette), name=args.palette)
-        result = remap_image(_reference_pixels(image), palette)
+        result = remap_image(
+            image,
+            palette,
+            space=args.space,
+            dither=args.dither,
+            dither_strength=args.dither_strength,
+        )
         return result, f"palette of {palette.shape[0]} colours from {args.palette}"
     has_quality_target = any(
         value is not None for value in (args.min_psnr, args.min_ssim, args.max_delta_e)
@@ -393,6 +436,9 @@ def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage
     if has_quality_target:
         choice = fewest_colors(
             image,
+            space=args.space,
+            dither=args.dither,
+            dither_strength=args.dither_strength,
             min_psnr=args.min_psnr,
             min_ssim=args.min_ssim,
             max_delta_e=args.max_delta_e,
@@ -407,7 +453,10 @@ def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage
     if args.max_bytes is not None:
         choice = best_within_bytes(
             image,
-            args.max_bytes,
+            space=args.space,
+            dither=args.dither,
+            dither_strength=args.dither_strength,
+            max_bytes=args.max_bytes,
             optimize=args.optimize,
             max_colors=args.n_colors or MAX_COLORS,
             speed=args.speed,
@@ -567,24 +616,23 @@ def _compare(args: argparse.Namespace) -> int:
 
     check_output_path(args.output, overwrite=args.force)
     data, image = _read_input(args.input)
-    reference = _reference_pixels(image)
     rows = []
     with _reporting_warnings():
         for n_colors in args.k_list:
-            result = quantize(image, n_colors, speed=args.speed, rng=args.seed)
-            compressed = result.to_image()
-            rows.append(
-                (
-                    result,
-                    {
-                        "psnr": psnr(reference, compressed),
-                        "ssim": ssim(reference, compressed),
-                        "delta_e": delta_e(reference, compressed).mean,
-                        "output_bytes": len(encode_png(result)),
-                        "input_bytes": len(data),
-                    },
-                )
+            result = quantize(
+                image,
+                n_colors,
+                speed=args.speed,
+                space=args.space,
+                dither=args.dither,
+                dither_strength=args.dither_strength,
+                rng=args.seed,
             )
+            report = quality_report(image, result.to_image())
+            report["output_bytes"] = len(encode_png(result))
+            report["input_bytes"] = len(data)
+            rows.append((result, report))
+    reference = composite(image, WHITE) if image.shape[2] == 4 else image
     figure = report_figure(reference, rows)
     atomic_write_bytes(args.output, figure_png_bytes(figure), overwrite=args.force)
     for result, metrics in rows:

@@ -463,3 +463,94 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
         for feature in range(n_features):
             centers[index, feature] = X[candidates[best_trial], feature]
     return centers, n_colors
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nearest_of_vector(value, palette):  # pragma: no cover - compiled
+    """Index of the palette row nearest to ``value`` (ties: lowest index)."""
+    best = np.inf
+    best_index = 0
+    for k in range(palette.shape[0]):
+        distance = 0.0
+        for feature in range(palette.shape[1]):
+            difference = value[feature] - palette[k, feature]
+            distance += difference * difference
+        if distance < best:
+            best = distance
+            best_index = k
+    return best_index
+
+
+@njit(cache=True, nogil=True)
+def dither_floyd_steinberg(points, palette, strength, n_diffused):  # pragma: no cover
+    """Serpentine Floyd-Steinberg error diffusion.
+
+    Reads ``points`` (h, w, d), the pixels in the space k-means ran in, and ``palette`` (k, d)
+    in the same space. Returns the palette index of every pixel (h, w). Each pixel takes the
+    entry nearest to its value plus the error carried to it; ``strength`` times its own error
+    (first ``n_diffused`` features only, so an alpha-class column is never disturbed) goes to
+    the unvisited neighbours with weights 7/16 (ahead), 3/16, 5/16, 1/16 (next row). Rows
+    alternate direction, which avoids the diagonal drift of a one-way scan.
+    """
+    height, width, n_features = points.shape
+    labels = np.empty((height, width), dtype=np.uint8)
+    current = np.zeros((width + 2, n_features))
+    following = np.zeros((width + 2, n_features))
+    value = np.empty(n_features)
+    for row in range(height):
+        forward = row % 2 == 0
+        for step in range(width):
+            column = step if forward else width - 1 - step
+            direction = 1 if forward else -1
+            for feature in range(n_features):
+                value[feature] = points[row, column, feature]
+                if feature < n_diffused:
+                    value[feature] += current[column + 1, feature]
+            index = _nearest_of_vector(value, palette)
+            labels[row, column] = index
+            for feature in range(n_diffused):
+                error = strength * (value[feature] - palette[index, feature])
+                current[column + 1 + direction, feature] += error * (7.0 / 16.0)
+                following[column + 1 - direction, feature] += error * (3.0 / 16.0)
+                following[column + 1, feature] += error * (5.0 / 16.0)
+                following[column + 1 + direction, feature] += error * (1.0 / 16.0)
+        current, following = following, current
+        following[:, :] = 0.0
+    return labels
+
+
+_BAYER_8 = np.array(
+    [
+        [0, 32, 8, 40, 2, 34, 10, 42],
+        [48, 16, 56, 24, 50, 18, 58, 26],
+        [12, 44, 4, 36, 14, 46, 6, 38],
+        [60, 28, 52, 20, 62, 30, 54, 22],
+        [3, 35, 11, 43, 1, 33, 9, 41],
+        [51, 19, 59, 27, 49, 17, 57, 25],
+        [15, 47, 7, 39, 13, 45, 5, 37],
+        [63, 31, 55, 23, 61, 29, 53, 21],
+    ],
+    dtype=np.float64,
+)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def dither_ordered(points, palette, spread, n_diffused, bayer):  # pragma: no cover
+    """Ordered dithering with an 8x8 Bayer matrix.
+
+    Reads ``points`` (h, w, d) and ``palette`` (k, d); returns indices (h, w). Each pixel's
+    first ``n_diffused`` features are offset by ``spread * (bayer[r % 8, c % 8] + 0.5) / 64 -
+    spread / 2`` before the nearest entry is taken. Rows are independent: parallel.
+    """
+    height, width, n_features = points.shape
+    labels = np.empty((height, width), dtype=np.uint8)
+    for row in prange(height):
+        value = np.empty(n_features)
+        for column in range(width):
+            offset = spread * ((bayer[row % 8, column % 8] + 0.5) / 64.0 - 0.5)
+            for feature in range(n_features):
+                value[feature] = points[row, column, feature]
+                if feature < n_diffused:
+                    value[feature] += offset
+            labels[row, column] = _nearest_of_vector(value, palette)
+    return labels

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from .histogram import ColorHistogram
 from .kmeans import _init_random, _tolerance
 
 __all__ = ["PRESETS", "FitResult", "SpeedPreset", "fit_centers"]
@@ -76,38 +75,50 @@ class FitResult:
 
 
 def coarse_points(
-    colors: np.ndarray, counts: np.ndarray, bits: int
+    colors: np.ndarray,
+    counts: np.ndarray,
+    bits: int,
+    *,
+    points: np.ndarray | None = None,
+    classes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge colours sharing their top ``bits`` bits per channel into weighted means.
 
     Parameters
     ----------
     colors : ndarray of uint8, shape (n, c)
+        Decide the cells.
     counts : ndarray, shape (n,)
     bits : int
         1 to 8.
+    points : ndarray of float, shape (n, d), optional
+        What is averaged in each cell (default: ``colors``): the colours in the space k-means
+        runs in.
+    classes : ndarray of int, shape (n,), optional
+        Colours of different classes (alpha classes) never share a cell.
 
     Returns
     -------
-    points : ndarray of float64, shape (m, c)
-        Weighted mean colour of each occupied cell, cells in increasing order.
+    points : ndarray of float64, shape (m, d)
+        Weighted mean of each occupied cell, cells in increasing order.
     weights : ndarray of float64, shape (m,)
         Total count of each cell.
     """
     shift = 8 - bits
-    cells = np.zeros(colors.shape[0], dtype=np.int64)
+    cells = (
+        np.zeros(colors.shape[0], dtype=np.int64) if classes is None else classes.astype(np.int64)
+    )
     for channel in range(colors.shape[1]):
         cells = (cells << bits) | (colors[:, channel].astype(np.int64) >> shift)
     _, cell_index = np.unique(cells, return_inverse=True)
     cell_index = cell_index.reshape(-1)
+    source = colors.astype(np.float64) if points is None else points
     weights = np.bincount(cell_index, weights=counts.astype(np.float64))
-    points = np.empty((weights.shape[0], colors.shape[1]))
-    for channel in range(colors.shape[1]):
-        points[:, channel] = np.bincount(
-            cell_index, weights=counts * colors[:, channel].astype(np.float64)
-        )
-    points /= weights[:, None]
-    return points, weights
+    merged = np.empty((weights.shape[0], source.shape[1]))
+    for feature in range(source.shape[1]):
+        merged[:, feature] = np.bincount(cell_index, weights=counts * source[:, feature])
+    merged /= weights[:, None]
+    return merged, weights
 
 
 def _inertia(X: np.ndarray, weights: np.ndarray, centers: np.ndarray) -> float:
@@ -222,7 +233,8 @@ def improve_by_swaps(
 
 
 def fit_centers(
-    histogram: ColorHistogram,
+    colors: np.ndarray,
+    counts: np.ndarray,
     n_colors: int,
     *,
     preset: SpeedPreset,
@@ -231,25 +243,46 @@ def fit_centers(
     max_iter: int,
     tol: float,
     rng: np.random.Generator,
+    points: np.ndarray | None = None,
+    classes: np.ndarray | None = None,
+    tolerance_columns: int | None = None,
 ) -> FitResult:
-    """K centres for the histogram's colours, by the strategy of ``preset``.
+    """K centres for weighted colours, by the strategy of ``preset``.
 
-    ``histogram`` must have more distinct colours than ``n_colors``. ``n_init`` overrides the
-    preset's restarts.
+    Parameters
+    ----------
+    colors : ndarray of uint8, shape (m, c)
+        The distinct colours (they decide the coarse cells).
+    counts : ndarray, shape (m,)
+        Pixels of each colour; there must be more than ``n_colors`` distinct points.
+    n_colors : int
+    preset : SpeedPreset
+    init, n_init, max_iter, tol, rng
+        As for :func:`kmquant.quantize`; ``n_init`` overrides the preset's restarts.
+    points : ndarray of float, shape (m, d), optional
+        The colours in the space k-means runs in (default: ``colors``).
+    classes : ndarray of int, shape (m,), optional
+        Classes never merged into one coarse cell (alpha classes).
+    tolerance_columns : int, optional
+        Only the first columns set the convergence tolerance (a class-separating column,
+        whose variance is huge, would make it meaningless).
     """
-    colors = histogram.colors.astype(np.float64)
-    counts = histogram.counts.astype(np.float64)
-    X, weights = colors, counts
+    features = colors.astype(np.float64) if points is None else np.ascontiguousarray(points)
+    weights_all = counts.astype(np.float64)
+    X, weights = features, weights_all
     if preset.coarse_bits is not None:
         coarse, coarse_weights = coarse_points(
-            histogram.colors, histogram.counts, preset.coarse_bits
+            colors, counts, preset.coarse_bits, points=features, classes=classes
         )
         if coarse.shape[0] >= _MIN_COARSE_POINTS_PER_CENTER * n_colors and (
-            coarse.shape[0] < colors.shape[0]
+            coarse.shape[0] < features.shape[0]
         ):
             X, weights = coarse, coarse_weights
-    tol_abs = _tolerance(X, weights, tol)
 
+    def tolerance(data: np.ndarray, data_weights: np.ndarray) -> float:
+        return _tolerance(data[:, :tolerance_columns], data_weights, tol)
+
+    tol_abs = tolerance(X, weights)
     best_centers: np.ndarray | None = None
     best_inertia = math.inf
     n_iter = 0
@@ -270,8 +303,8 @@ def fit_centers(
             max_iter=max_iter,
             tol_abs=tol_abs,
         )
-    if preset.refine and X is not colors:
+    if preset.refine and X is not features:
         best_centers, n_iter = lloyd(
-            colors, counts, best_centers, max_iter, _tolerance(colors, counts, tol)
+            features, weights_all, best_centers, max_iter, tolerance(features, weights_all)
         )
     return FitResult(centers=best_centers, n_iter=n_iter)

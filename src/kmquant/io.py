@@ -164,6 +164,8 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
 
     The PNG has colour type 3 (palette) with exactly ``result.n_colors`` palette entries and
     the smallest bit depth that holds them: 1 bit for 2 colours, 2 for 4, 4 for 16, else 8.
+    An RGBA palette adds a tRNS chunk with the alphas of the translucent entries (which
+    :func:`kmquant.quantize` puts first, so the chunk is as short as it can be).
     Every level decodes to the same pixels; higher levels only spend more time on deflate.
 
     Parameters
@@ -184,12 +186,15 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
     palette = result.palette
     if palette.shape[1] == 1:
         palette = np.repeat(palette, 3, axis=1)
-    palette = np.ascontiguousarray(palette[:, :3])
+    alpha = palette[:, 3] if palette.shape[1] == 4 else np.full(len(palette), 255, np.uint8)
+    rgb = np.ascontiguousarray(palette[:, :3])
     labels = np.ascontiguousarray(result.labels, dtype=np.uint8)
     if level >= 2:
         import oxipng
 
-        entries = [(int(r), int(g), int(b), 255) for r, g, b in palette]
+        entries = [
+            (int(r), int(g), int(b), int(a)) for (r, g, b), a in zip(rgb, alpha, strict=True)
+        ]
         raw = oxipng.RawImage(
             labels.tobytes(), width, height, color_type=oxipng.ColorType.indexed(entries)
         )
@@ -201,12 +206,17 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
             )
         )
     indexed = Image.frombytes("P", (width, height), labels.tobytes())
-    indexed.putpalette(palette.tobytes(), "RGB")
+    indexed.putpalette(rgb.tobytes(), "RGB")
+    options: dict[str, object] = {}
+    translucent = np.flatnonzero(alpha < 255)
+    if translucent.size:
+        # tRNS lists alphas up to the last translucent entry; later entries are opaque.
+        options["transparency"] = alpha[: translucent[-1] + 1].tobytes()
     buffer = io.BytesIO()
     if level == 1:
-        indexed.save(buffer, format="PNG", optimize=True)
+        indexed.save(buffer, format="PNG", optimize=True, **options)
     else:
-        indexed.save(buffer, format="PNG", compress_level=1)
+        indexed.save(buffer, format="PNG", compress_level=1, **options)
     return buffer.getvalue()
 
 

@@ -14,10 +14,12 @@ import numpy as np
 __all__ = [
     "DeltaE",
     "bits_per_pixel",
+    "composite",
     "compression_ratio",
     "delta_e",
     "mse",
     "psnr",
+    "quality_report",
     "ssim",
 ]
 
@@ -199,3 +201,51 @@ def compression_ratio(original_bytes: int, compressed_bytes: int) -> float:
     if compressed_bytes <= 0:
         raise ValueError(f"compressed_bytes must be positive, got {compressed_bytes}")
     return original_bytes / compressed_bytes
+
+
+def composite(image: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
+    """An RGBA (H, W, 4) uint8 image composited over a solid background, as RGB uint8.
+
+    Examples
+    --------
+    >>> composite(np.array([[[255, 0, 0, 128]]], np.uint8), (0, 0, 255)).tolist()
+    [[[128, 0, 127]]]
+    """
+    pixels = np.asarray(image)
+    alpha = pixels[:, :, 3:4].astype(np.float64) / 255.0
+    mixed = pixels[:, :, :3] * alpha + np.asarray(background, dtype=np.float64) * (1 - alpha)
+    return np.floor(mixed + 0.5).astype(np.uint8)
+
+
+BLACK = (0, 0, 0)
+WHITE = (255, 255, 255)
+
+
+def quality_report(reference: np.ndarray, distorted: np.ndarray) -> dict[str, float]:
+    """Every quality metric of a result: MSE, PSNR, SSIM and CIEDE2000 (mean and p95).
+
+    For RGB(A) uint8 images of the same shape. An image with alpha (4 channels) is judged
+    as it would be seen: composited over black and over white, keeping the worse value of
+    each metric. Greyscale images get no CIEDE2000.
+
+    Returns
+    -------
+    dict
+        ``mse``, ``psnr``, ``ssim``, and for colour ``delta_e`` (mean), ``delta_e_p95``.
+    """
+    first, second = np.asarray(reference), np.asarray(distorted)
+    if first.ndim == 3 and first.shape[2] == 4:
+        views = [(composite(first, b), composite(second, b)) for b in (BLACK, WHITE)]
+    else:
+        views = [(first, second)]
+    reports = []
+    for a, b in views:
+        report = {"mse": mse(a, b), "psnr": psnr(a, b), "ssim": ssim(a, b)}
+        if a.ndim == 3 and a.shape[2] == 3:
+            difference = delta_e(a, b)
+            report["delta_e"], report["delta_e_p95"] = difference.mean, difference.p95
+        reports.append(report)
+    worse_is_higher = {"mse", "delta_e", "delta_e_p95"}
+    return {
+        key: (max if key in worse_is_higher else min)(r[key] for r in reports) for key in reports[0]
+    }

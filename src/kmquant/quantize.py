@@ -13,11 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._exceptions import KmquantWarning
+from .colorspace import (
+    PARTIAL,
+    SPACES,
+    TRANSPARENT,
+    alpha_classes,
+    color_features,
+    features_to_palette,
+)
 from .engine import PRESETS, fit_centers
 from .histogram import ColorHistogram, color_histogram
 from .kmeans import INIT_METHODS, _check_n_colors
-from .palette import centers_to_palette, luminance_order
-from .remap import nearest_palette_labels
+from .palette import luminance_order
+from .remap import DITHERS, dither_labels, nearest_palette_labels
 
 __all__ = [
     "QuantizedImage",
@@ -172,6 +180,9 @@ def quantize(
     max_iter: int = DEFAULT_MAX_ITER,
     tol: float = DEFAULT_TOL,
     speed: str = "default",
+    space: str = "rgb",
+    dither: str = "none",
+    dither_strength: float = 1.0,
     rng: int | np.random.Generator | None = None,
 ) -> QuantizedImage:
     r"""Reduce an image to at most ``n_colors`` colours found by k-means.
@@ -180,8 +191,7 @@ def quantize(
     ----------
     image : array_like
         Greyscale (H, W) or (H, W, C) with C in 1..4; see :func:`as_uint8_image` for dtypes.
-        An alpha channel is composited over white (with a :class:`KmquantWarning`).
-        The caller's array is never modified.
+        The caller's array is never modified. An alpha channel is kept (see Notes).
     n_colors : int, optional
         Number of colours K, 1 to 256 (default 16).
     init : {"k-means++", "random"}, optional
@@ -198,6 +208,15 @@ def quantize(
         merged to 4 bits per channel; "default" merges to 5 bits for 3 restarts and 20 swaps,
         then refines on every distinct colour; "best" does 3 restarts and 30 swaps on every
         distinct colour.
+    space : {"rgb", "lab", "oklab", "hsv"}, optional
+        Colour space k-means runs in (see :mod:`kmquant.colorspace`); the palette always
+        comes back as exact sRGB. "rgb" (default) minimises the MSE, so it gives the best
+        PSNR; "lab" and "oklab" spend colours where the eye sees differences.
+    dither : {"none", "floyd-steinberg", "ordered"}, optional
+        Map pixels to the palette with serpentine Floyd-Steinberg error diffusion or an 8x8
+        Bayer ordered dither, computed in ``space`` (default "none": nearest entry).
+    dither_strength : float, optional
+        0..1, how much of the error is diffused (or how wide the ordered offsets are).
     rng : int, numpy.random.Generator or None, optional
         Seed or generator; the same seed on the same image gives the same result.
 
@@ -209,8 +228,7 @@ def quantize(
     Warns
     -----
     KmquantWarning
-        If the image has fewer distinct colours than ``n_colors`` (they are returned exactly),
-        or if an alpha channel was flattened.
+        If the image has fewer distinct colours than ``n_colors`` (they are returned exactly).
 
     Notes
     -----
@@ -219,6 +237,11 @@ def quantize(
     \rVert^2` is exactly the per-pixel sum of squares, this gives the same centres as k-means
     on all pixels. The centres are rounded to uint8 and every colour is then mapped to its
     nearest palette entry, which can only lower J further.
+
+    With an alpha channel (grey+alpha or RGBA), colours are premultiplied by their alpha, so
+    differences that cannot be seen cost nothing; all fully transparent pixels share one
+    palette entry; and opaque, partially transparent and transparent pixels are clustered
+    apart, so no pixel changes alpha class (given at least one entry per class present).
 
     Examples
     --------
@@ -240,25 +263,46 @@ def quantize(
         max_iter=max_iter,
         tol=tol,
         speed=speed,
+        space=space,
+        dither=dither,
+        dither_strength=dither_strength,
         rng=rng,
         squeeze_channels=squeezed,
     )
 
 
 def prepare_pixels(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The uint8 (H, W, C) pixels k-means sees: normalised, alpha flattened (with a warning).
+    """The uint8 (H, W, C) pixels k-means sees: C is 1 (grey), 3 (RGB) or 4 (RGBA).
 
-    Returns the pixels and whether the input was 2-D (see :func:`as_uint8_image`).
+    Grey+alpha becomes RGBA. Returns the pixels and whether the input was 2-D (see
+    :func:`as_uint8_image`).
     """
     pixels, squeezed = as_uint8_image(image)
-    if pixels.shape[2] in (2, 4):
-        warnings.warn(
-            "alpha channel flattened over white (transparency is not kept yet)",
-            KmquantWarning,
-            stacklevel=3,
-        )
-        pixels = flatten_alpha(pixels)
+    if pixels.shape[2] == 2:
+        pixels = np.concatenate([np.repeat(pixels[:, :, :1], 3, axis=2), pixels[:, :, 1:]], 2)
     return pixels, squeezed
+
+
+def _check_rendering(space: str, dither: str, dither_strength: float) -> None:
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    if dither not in DITHERS:
+        raise ValueError(f"dither must be one of {DITHERS}, got {dither!r}")
+    if not (isinstance(dither_strength, (int, float)) and 0 <= dither_strength <= 1):
+        raise ValueError(f"dither_strength must be in 0..1, got {dither_strength!r}")
+
+
+def _palette_order(palette: np.ndarray) -> np.ndarray:
+    """Transparent, then partially transparent, then opaque entries; each darkest first.
+
+    Entries with alpha < 255 first keep the PNG's tRNS chunk as short as it can be.
+    """
+    order = luminance_order(palette[:, :3] if palette.shape[1] == 4 else palette)
+    if palette.shape[1] != 4:
+        return order
+    classes = alpha_classes(palette[order, 3])
+    rank = np.select([classes == TRANSPARENT, classes == PARTIAL], [0, 1], 2)
+    return order[np.argsort(rank, kind="stable")]
 
 
 def quantize_histogram(
@@ -271,6 +315,9 @@ def quantize_histogram(
     max_iter: int = DEFAULT_MAX_ITER,
     tol: float = DEFAULT_TOL,
     speed: str = "default",
+    space: str = "rgb",
+    dither: str = "none",
+    dither_strength: float = 1.0,
     rng: int | np.random.Generator | None = None,
     squeeze_channels: bool = False,
 ) -> QuantizedImage:
@@ -283,40 +330,72 @@ def quantize_histogram(
     if n_colors > MAX_COLORS:
         raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
     _check_options(init, n_init, max_iter, tol, speed)
-    if histogram.n_colors <= n_colors:
-        if histogram.n_colors < n_colors:
+    _check_rendering(space, dither, dither_strength)
+    colors, counts = histogram.colors, histogram.counts
+    n_channels = colors.shape[1]
+    reserved = np.zeros((0, n_channels), dtype=np.uint8)
+    candidates = np.ones(len(colors), dtype=bool)
+    if n_channels == 4:
+        transparent = colors[:, 3] == 0
+        if transparent.any():
+            # Every fully transparent pixel shares one entry, whatever its colour channels.
+            reserved = np.zeros((1, 4), dtype=np.uint8)
+            candidates = ~transparent
+    n_free = n_colors - len(reserved)
+    n_candidates = int(candidates.sum())
+    n_iter = 0
+    if n_candidates <= n_free:
+        if n_candidates + len(reserved) < n_colors:
             warnings.warn(
-                f"the image has only {histogram.n_colors} distinct colours, fewer than "
-                f"n_colors={n_colors}; they are kept exactly",
+                f"the image has only {n_candidates + len(reserved)} distinct colours, fewer "
+                f"than n_colors={n_colors}; they are kept exactly",
                 KmquantWarning,
                 stacklevel=3,
             )
-        palette = histogram.colors
-        n_iter = 0
+        found = colors[candidates]
+    elif n_free < 1:
+        found = np.zeros((0, n_channels), dtype=np.uint8)
     else:
         preset = PRESETS[speed]
+        points = color_features(colors[candidates], space)
         fit = fit_centers(
-            histogram,
-            n_colors,
+            colors[candidates],
+            counts[candidates],
+            n_free,
             preset=preset,
             init=init,
             n_init=preset.n_init if n_init is None else n_init,
             max_iter=max_iter,
             tol=tol,
             rng=np.random.default_rng(rng),
+            points=points,
+            classes=alpha_classes(colors[candidates, 3]) if n_channels == 4 else None,
+            tolerance_columns=4 if n_channels == 4 else None,
         )
-        palette = centers_to_palette(fit.centers)
+        found = features_to_palette(fit.centers, space, n_channels)
         n_iter = fit.n_iter
+    palette = np.concatenate([reserved, found])
+    palette = palette[_palette_order(palette)]
     return apply_palette(
         histogram,
         shape,
-        palette[luminance_order(palette)],
+        palette,
         n_iter=n_iter,
         squeeze_channels=squeeze_channels,
+        space=space,
+        dither=dither,
+        dither_strength=dither_strength,
     )
 
 
-def remap_image(image: np.ndarray, palette: np.ndarray) -> QuantizedImage:
+def remap_image(
+    image: np.ndarray,
+    palette: np.ndarray,
+    *,
+    space: str = "rgb",
+    dither: str = "none",
+    dither_strength: float = 1.0,
+) -> QuantizedImage:
     """Map an image onto a given palette: every pixel gets its nearest entry.
 
     Parameters
@@ -324,8 +403,11 @@ def remap_image(image: np.ndarray, palette: np.ndarray) -> QuantizedImage:
     image : array_like
         As for :func:`quantize`.
     palette : array_like of uint8, shape (n_entries, n_channels)
-        1 to 256 colours with the image's channels (3 for RGB); every entry is kept, used or
-        not, so a series of images can share one palette.
+        1 to 256 colours with the image's channels (3 for RGB, 4 for RGBA); every entry is
+        kept, used or not, so a series of images can share one palette. An RGB palette is
+        taken as opaque for an RGBA image.
+    space, dither, dither_strength : optional
+        As for :func:`quantize`: where "nearest" is measured, and how.
 
     Examples
     --------
@@ -333,8 +415,11 @@ def remap_image(image: np.ndarray, palette: np.ndarray) -> QuantizedImage:
     >>> remap_image(image, np.array([[0, 0, 0], [255, 255, 255]], np.uint8)).labels.tolist()
     [[0, 1]]
     """
+    _check_rendering(space, dither, dither_strength)
     pixels, squeezed = prepare_pixels(image)
     entries = np.asarray(palette)
+    if entries.ndim == 2 and entries.shape[1] == 3 and pixels.shape[2] == 4:
+        entries = np.column_stack([entries, np.full(len(entries), 255)])
     if entries.ndim != 2 or entries.shape[1] != pixels.shape[2] or not 1 <= len(entries) <= 256:
         raise ValueError(
             f"palette must have shape (1..256, {pixels.shape[2]}), got {entries.shape}"
@@ -345,6 +430,9 @@ def remap_image(image: np.ndarray, palette: np.ndarray) -> QuantizedImage:
         entries.astype(np.uint8),
         squeeze_channels=squeezed,
         drop_unused=False,
+        space=space,
+        dither=dither,
+        dither_strength=dither_strength,
     )
 
 
@@ -356,8 +444,11 @@ def apply_palette(
     n_iter: int = 0,
     squeeze_channels: bool = False,
     drop_unused: bool = True,
+    space: str = "rgb",
+    dither: str = "none",
+    dither_strength: float = 1.0,
 ) -> QuantizedImage:
-    """Give every pixel its nearest palette entry, through the histogram.
+    """Give every pixel a palette entry: the nearest one in ``space``, or dithered.
 
     Parameters
     ----------
@@ -370,20 +461,46 @@ def apply_palette(
         Stored in the result.
     drop_unused : bool, optional
         Remove entries no pixel uses (default True); keep them for a shared palette.
+    space, dither, dither_strength : optional
+        As for :func:`quantize`.
     """
     palette = np.asarray(palette, dtype=np.uint8)
-    color_labels = nearest_palette_labels(histogram.colors, palette)
+    color_points = color_features(histogram.colors, space)
+    palette_points = color_features(palette, space)
+    dithered = dither != "none" and dither_strength > 0
+    if dithered:
+        labels = dither_labels(
+            color_points[histogram.inverse].reshape(*shape, -1),
+            palette_points,
+            method=dither,
+            strength=dither_strength,
+            n_diffused=palette_points.shape[1] - (1 if palette.shape[1] == 4 else 0),
+        )
+    else:
+        # Same colour, same entry: find it once per distinct colour, then look it up.
+        color_labels = nearest_palette_labels(color_points, palette_points).astype(np.uint8)
+        labels = color_labels[histogram.inverse].reshape(shape)
     if drop_unused:
-        # Rounding can merge two centres, or leave one with no colour: keep used entries.
-        used, color_labels = np.unique(color_labels, return_inverse=True)
-        palette = palette[used]
-        color_labels = color_labels.reshape(-1)
-    differences = histogram.colors.astype(np.float64) - palette[color_labels]
-    inertia = float(np.dot(histogram.counts, np.einsum("ij,ij->i", differences, differences)))
-    labels = color_labels.astype(np.uint8)[histogram.inverse].reshape(shape)
+        # Rounding can merge two centres, or leave one unused: keep the used entries.
+        used = np.flatnonzero(np.bincount(labels.reshape(-1), minlength=len(palette)))
+        if len(used) < len(palette):
+            relabel = np.zeros(len(palette), dtype=np.uint8)
+            relabel[used] = np.arange(len(used), dtype=np.uint8)
+            labels = relabel[labels]
+            palette = palette[used]
+            if not dithered:
+                color_labels = relabel[color_labels]
+    if dithered:
+        differences = (
+            histogram.colors[histogram.inverse].astype(np.float64) - palette[labels.reshape(-1)]
+        )
+        inertia = float(np.einsum("ij,ij->", differences, differences))
+    else:
+        differences = histogram.colors.astype(np.float64) - palette[color_labels]
+        inertia = float(np.dot(histogram.counts, np.einsum("ij,ij->i", differences, differences)))
     return QuantizedImage(
         palette=np.ascontiguousarray(palette),
-        labels=labels,
+        labels=np.ascontiguousarray(labels),
         inertia=inertia,
         n_iter=n_iter,
         n_input_colors=histogram.n_colors,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import nearest_labels
+from ._kernels import _BAYER_8, dither_floyd_steinberg, dither_ordered, nearest_labels
 
-__all__ = ["nearest_palette_labels"]
+__all__ = ["DITHERS", "dither_labels", "nearest_palette_labels"]
+
+DITHERS = ("none", "floyd-steinberg", "ordered")
 
 
 def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -32,3 +34,57 @@ def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarra
         labels,
     )
     return labels
+
+
+def dither_labels(
+    points: np.ndarray,
+    palette_points: np.ndarray,
+    *,
+    method: str,
+    strength: float,
+    n_diffused: int,
+) -> np.ndarray:
+    """Palette index of every pixel with dithering, in whatever space ``points`` are in.
+
+    Parameters
+    ----------
+    points : ndarray, shape (height, width, d)
+        The pixels' features (see :func:`kmquant.colorspace.color_features`).
+    palette_points : ndarray, shape (n_entries, d)
+        The palette's features, same space.
+    method : {"floyd-steinberg", "ordered"}
+    strength : float
+        0..1: the share of the error diffused, or the width of the ordered offsets relative to
+        the typical gap between palette entries.
+    n_diffused : int
+        Leading features that dithering may change (colour, and alpha for Floyd-Steinberg);
+        the alpha-class feature after them never moves, so no pixel changes alpha class.
+
+    Returns
+    -------
+    labels : ndarray of uint8, shape (height, width)
+    """
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    palette_points = np.ascontiguousarray(palette_points, dtype=np.float64)
+    if method == "floyd-steinberg":
+        return dither_floyd_steinberg(points, palette_points, float(strength), int(n_diffused))
+    if method == "ordered":
+        n_colour = min(3, n_diffused)
+        return dither_ordered(
+            points,
+            palette_points,
+            float(strength) * _typical_gap(palette_points[:, :n_colour]),
+            n_colour,
+            _BAYER_8,
+        )
+    raise ValueError(f"dither must be one of {DITHERS}, got {method!r}")
+
+
+def _typical_gap(palette_points: np.ndarray) -> float:
+    """Median distance from each palette entry to its nearest other entry."""
+    if len(palette_points) < 2:
+        return 0.0
+    differences = palette_points[:, None, :] - palette_points[None, :, :]
+    distances = np.sqrt((differences**2).sum(axis=2))
+    np.fill_diagonal(distances, np.inf)
+    return float(np.median(distances.min(axis=1)))

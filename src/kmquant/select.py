@@ -31,7 +31,7 @@ from .engine import _split_along_principal_axis, coarse_points, initial_centers,
 from .histogram import ColorHistogram, color_histogram
 from .io import encode_png
 from .kmeans import _tolerance
-from .metrics import delta_e, psnr, ssim
+from .metrics import delta_e, psnr, quality_report, ssim
 from .palette import centers_to_palette, luminance_order
 from .quantize import MAX_COLORS, QuantizedImage, apply_palette, prepare_pixels, quantize_histogram
 
@@ -280,6 +280,9 @@ def fewest_colors(
     max_colors: int = MAX_COLORS,
     best_effort: bool = False,
     speed: str = "default",
+    space: str = "rgb",
+    dither: str = "none",
+    dither_strength: float = 1.0,
     rng: int | np.random.Generator | None = None,
 ) -> Choice:
     """The fewest colours (1..``max_colors``) whose result meets every target given.
@@ -335,14 +338,27 @@ def fewest_colors(
     def evaluate(k: int) -> tuple[QuantizedImage, dict[str, float]]:
         if k not in cache:
             result = quantize_histogram(
-                histogram, pixels.shape[:2], k, speed=speed, rng=seed, squeeze_channels=squeezed
+                histogram,
+                pixels.shape[:2],
+                k,
+                speed=speed,
+                space=space,
+                dither=dither,
+                dither_strength=dither_strength,
+                rng=seed,
+                squeeze_channels=squeezed,
             )
             output = result.to_image().reshape(pixels.shape)
-            values = {"psnr": psnr(pixels, output)}
-            if min_ssim is not None:
-                values["ssim"] = ssim(pixels, output)
-            if max_delta_e is not None:
-                values["delta_e"] = delta_e(pixels, output).mean
+            if pixels.shape[2] == 4:
+                # Judge transparency as seen: over black and white, the worse of the two.
+                report = quality_report(pixels, output)
+                values = {name: report[name] for name in ("psnr", "ssim", "delta_e")}
+            else:
+                values = {"psnr": psnr(pixels, output)}
+                if min_ssim is not None:
+                    values["ssim"] = ssim(pixels, output)
+                if max_delta_e is not None:
+                    values["delta_e"] = delta_e(pixels, output).mean
             cache[k] = (result, values)
         return cache[k]
 
@@ -393,6 +409,9 @@ def best_within_bytes(
     optimize: int = 2,
     max_colors: int = MAX_COLORS,
     speed: str = "default",
+    space: str = "rgb",
+    dither: str = "none",
+    dither_strength: float = 1.0,
     rng: int | np.random.Generator | None = None,
 ) -> Choice:
     """The largest K (best quality) whose PNG, at ``optimize``, fits in ``max_bytes``.
@@ -417,7 +436,15 @@ def best_within_bytes(
     def evaluate(k: int) -> tuple[QuantizedImage, int]:
         if k not in cache:
             result = quantize_histogram(
-                histogram, pixels.shape[:2], k, speed=speed, rng=rng, squeeze_channels=squeezed
+                histogram,
+                pixels.shape[:2],
+                k,
+                speed=speed,
+                space=space,
+                dither=dither,
+                dither_strength=dither_strength,
+                rng=rng,
+                squeeze_channels=squeezed,
             )
             cache[k] = (result, len(encode_png(result, optimize=optimize)))
         return cache[k]
@@ -431,7 +458,7 @@ def best_within_bytes(
     chosen = high + 1 - first_fit
     result, n_bytes = evaluate(chosen)
     output = result.to_image().reshape(pixels.shape)
-    values = {"psnr": psnr(pixels, output), "bytes": float(n_bytes)}
+    values = {"psnr": quality_report(pixels, output)["psnr"], "bytes": float(n_bytes)}
     reason = f"most colours within {max_bytes:,} bytes: K={chosen} takes {n_bytes:,} bytes"
     if chosen < high:
         reason += f"; K={chosen + 1} takes {evaluate(chosen + 1)[1]:,}"
