@@ -482,7 +482,7 @@ def _nearest_of_vector(value, palette):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def dither_floyd_steinberg(points, palette, strength, n_diffused):  # pragma: no cover
+def dither_floyd_steinberg(points, palette, strength, n_diffused, max_error):  # pragma: no cover
     """Serpentine Floyd-Steinberg error diffusion.
 
     Reads ``points`` (h, w, d), the pixels in the space k-means ran in, and ``palette`` (k, d)
@@ -490,7 +490,8 @@ def dither_floyd_steinberg(points, palette, strength, n_diffused):  # pragma: no
     entry nearest to its value plus the error carried to it; ``strength`` times its own error
     (first ``n_diffused`` features only, so an alpha-class column is never disturbed) goes to
     the unvisited neighbours with weights 7/16 (ahead), 3/16, 5/16, 1/16 (next row). Rows
-    alternate direction, which avoids the diagonal drift of a one-way scan.
+    alternate direction, which avoids the diagonal drift of a one-way scan. The error carried
+    into a pixel is capped at ``max_error`` (Euclidean, in the space's units).
     """
     height, width, n_features = points.shape
     labels = np.empty((height, width), dtype=np.uint8)
@@ -502,10 +503,18 @@ def dither_floyd_steinberg(points, palette, strength, n_diffused):  # pragma: no
         for step in range(width):
             column = step if forward else width - 1 - step
             direction = 1 if forward else -1
+            # Limit the carried error: unbounded error diffusion lets colours the palette
+            # cannot reach (a saturated highlight) pile up error and smear streaks of wrong
+            # colour downstream. Errors above max_error are scaled back to it.
+            carried = 0.0
+            for feature in range(n_diffused):
+                carried += current[column + 1, feature] * current[column + 1, feature]
+            carried = np.sqrt(carried)
+            scale = 1.0 if carried <= max_error else max_error / carried
             for feature in range(n_features):
                 value[feature] = points[row, column, feature]
                 if feature < n_diffused:
-                    value[feature] += current[column + 1, feature]
+                    value[feature] += scale * current[column + 1, feature]
             index = _nearest_of_vector(value, palette)
             labels[row, column] = index
             for feature in range(n_diffused):

@@ -13,6 +13,9 @@ from ._kernels import _BAYER_8, dither_floyd_steinberg, dither_ordered, nearest_
 __all__ = ["DITHERS", "dither_labels", "nearest_palette_labels"]
 
 DITHERS = ("none", "floyd-steinberg", "ordered")
+# Cap on the error Floyd-Steinberg carries into a pixel, in units of the typical gap between
+# palette entries (measured: see the dithering benchmark in the README).
+ERROR_LIMIT = 0.3
 
 
 def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -67,7 +70,10 @@ def dither_labels(
     points = np.ascontiguousarray(points, dtype=np.float64)
     palette_points = np.ascontiguousarray(palette_points, dtype=np.float64)
     if method == "floyd-steinberg":
-        return dither_floyd_steinberg(points, palette_points, float(strength), int(n_diffused))
+        limit = ERROR_LIMIT * _typical_gap(palette_points[:, : min(3, n_diffused)])
+        return dither_floyd_steinberg(
+            points, palette_points, float(strength), int(n_diffused), max(limit, 1e-9)
+        )
     if method == "ordered":
         n_colour = min(3, n_diffused)
         return dither_ordered(
