@@ -76,13 +76,10 @@ def dither_labels(
         )
     if method == "ordered":
         n_colour = min(3, n_diffused)
-        return dither_ordered(
-            points,
-            palette_points,
-            float(strength) * _typical_gap(palette_points[:, :n_colour]),
-            n_colour,
-            _BAYER_8,
-        )
+        # The same offset moves every colour feature: along the grey diagonal, whose length
+        # is sqrt(n) times the offset. Scale it so one full sweep spans one typical gap.
+        spread = _typical_gap(palette_points[:, :n_colour]) / np.sqrt(n_colour)
+        return dither_ordered(points, palette_points, float(strength) * spread, n_colour, _BAYER_8)
     raise ValueError(f"dither must be one of {DITHERS}, got {method!r}")
 
 

@@ -1,0 +1,186 @@
+"""Transparency kept exactly, and dithering that preserves local means."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kmquant import encode_png, metrics, quantize, read_image, remap_image
+from kmquant.__main__ import main
+from kmquant.colorspace import alpha_classes
+
+
+def soft_disc(sample_image: np.ndarray, size: int = 96) -> np.ndarray:
+    """A photo-textured disc with a soft, anti-aliased edge over full transparency."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    radius = np.hypot(yy - size / 2 + 0.5, xx - size / 2 + 0.5)
+    alpha = np.clip((size * 0.42 - radius) / 4.0, 0.0, 1.0)
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[:, :, :3] = sample_image[200 : 200 + size, 300 : 300 + size]
+    rgba[:, :, 3] = np.floor(alpha * 255 + 0.5).astype(np.uint8)
+    # Transparent pixels carry junk colour, as real files do: it must not matter.
+    rgba[rgba[:, :, 3] == 0, :3] = np.random.default_rng(0).integers(0, 256, 3)
+    return rgba
+
+
+def trns_length(data: bytes) -> int | None:
+    offset = 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        assert struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])[0] == (
+            zlib.crc32(data[offset + 4 : offset + 8 + length])
+        )
+        if kind == b"tRNS":
+            return length
+        offset += 12 + length
+    return None
+
+
+@pytest.fixture(scope="module")
+def disc(sample_image):
+    return soft_disc(sample_image)
+
+
+@pytest.mark.parametrize("n_colors", [4, 16, 64])
+@pytest.mark.parametrize("space", ["rgb", "oklab"])
+def test_alpha_classes_never_change(disc, n_colors, space):
+    result = quantize(disc, n_colors, space=space, rng=0)
+    output = result.to_image()
+    assert output.shape == disc.shape
+    np.testing.assert_array_equal(alpha_classes(output[..., 3]), alpha_classes(disc[..., 3]))
+    # Every fully transparent pixel uses one and the same entry, (0, 0, 0, 0).
+    transparent_labels = np.unique(result.labels[disc[..., 3] == 0])
+    assert len(transparent_labels) == 1
+    assert result.palette[transparent_labels[0]].tolist() == [0, 0, 0, 0]
+
+
+def test_trns_is_trimmed_to_the_translucent_entries(disc):
+    result = quantize(disc, 16, rng=0)
+    n_translucent = int((result.palette[:, 3] < 255).sum())
+    assert 2 <= n_translucent < 16
+    assert result.palette[:n_translucent, 3].max() < 255  # translucent entries come first
+    for level in (1, 2):
+        data = encode_png(result, optimize=level)
+        assert trns_length(data) == n_translucent
+        np.testing.assert_array_equal(read_image(data), result.to_image())
+
+
+def test_composited_error_is_small(disc):
+    output = quantize(disc, 16, rng=0).to_image()
+    report = metrics.quality_report(disc, output)
+    assert report["psnr"] > 30
+    # The worst background is reported: never better than either one alone.
+    for background in (metrics.BLACK, metrics.WHITE):
+        alone = metrics.psnr(
+            metrics.composite(disc, background), metrics.composite(output, background)
+        )
+        assert report["psnr"] <= alone + 1e-9
+
+
+def test_premultiplied_clustering_ignores_invisible_colour(disc):
+    # Changing the colour under alpha = 0 changes nothing in the result.
+    other = disc.copy()
+    other[other[..., 3] == 0, :3] = [255, 0, 255]
+    first = quantize(disc, 8, rng=3)
+    second = quantize(other, 8, rng=3)
+    np.testing.assert_array_equal(first.to_image(), second.to_image())
+
+
+def test_grey_alpha_and_palette_trns_inputs(disc, tmp_path):
+    grey_alpha = Image.fromarray(disc).convert("LA")
+    buffer = io.BytesIO()
+    grey_alpha.save(buffer, "PNG")
+    image = read_image(buffer.getvalue())
+    assert image.shape[2] == 4
+    result = quantize(image, 8, rng=0)
+    np.testing.assert_array_equal(
+        alpha_classes(result.to_image()[..., 3]), alpha_classes(image[..., 3])
+    )
+    # A palette PNG with tRNS (our own output) reads back as RGBA and survives re-quantizing.
+    paletted = encode_png(quantize(disc, 32, rng=0))
+    again = read_image(paletted)
+    assert again.shape[2] == 4
+    np.testing.assert_array_equal(alpha_classes(again[..., 3]), alpha_classes(disc[..., 3]))
+
+
+@pytest.mark.parametrize("method", ["floyd-steinberg", "ordered"])
+def test_dithering_keeps_the_mean_of_a_flat_patch(method):
+    patch = np.full((64, 64, 3), 100, np.uint8)
+    result = remap_image(patch, np.array([[0, 0, 0], [255, 255, 255]], np.uint8), dither=method)
+    assert set(np.unique(result.labels)) == {0, 1}  # really mixed, not all one colour
+    tolerance = 1.0 if method == "floyd-steinberg" else 255 / 64 / 2 + 0.5
+    assert abs(result.to_image().mean() - 100) <= tolerance
+
+
+def test_dithering_strength_zero_is_nearest_and_strength_moves_toward_dithered(small_photo):
+    palette = quantize(small_photo, 8, rng=0).palette
+    nearest = remap_image(small_photo, palette)
+    off = remap_image(small_photo, palette, dither="floyd-steinberg", dither_strength=0)
+    np.testing.assert_array_equal(off.labels, nearest.labels)
+    full = remap_image(small_photo, palette, dither="floyd-steinberg")
+    assert (full.labels != nearest.labels).mean() > 0.05
+
+
+def test_dithering_lowers_local_mean_error(sample_image):
+    # Dithering trades per-pixel error for a better average over small areas.
+    image = sample_image[:256, :256]
+    plain = quantize(image, 8, rng=0).to_image().astype(float)
+    dithered = quantize(image, 8, rng=0, dither="floyd-steinberg").to_image().astype(float)
+
+    def box_mean(channel, size=4):
+        # Mean over size x size blocks: what the eye averages at a distance.
+        height, width = (channel.shape[0] // size) * size, (channel.shape[1] // size) * size
+        blocks = channel[:height, :width].reshape(height // size, size, width // size, size)
+        return blocks.mean(axis=(1, 3))
+
+    def blurred_error(output):
+        return np.mean(
+            [
+                (box_mean(output[..., c]) - box_mean(image[..., c].astype(float))) ** 2
+                for c in range(3)
+            ]
+        )
+
+    assert blurred_error(dithered) < blurred_error(plain)
+
+
+def test_dithering_keeps_alpha_classes(disc):
+    for method in ("floyd-steinberg", "ordered"):
+        output = quantize(disc, 8, rng=0, dither=method).to_image()
+        np.testing.assert_array_equal(alpha_classes(output[..., 3]), alpha_classes(disc[..., 3]))
+
+
+def test_cli_space_dither_and_alpha_metrics(disc, tmp_path, capsys):
+    import json
+
+    source = tmp_path / "disc.png"
+    Image.fromarray(disc).save(source)
+    out = tmp_path / "out.png"
+    argv = [
+        "compress",
+        str(source),
+        "-k",
+        "12",
+        "--space",
+        "oklab",
+        "--dither",
+        "floyd-steinberg",
+        "--dither-strength",
+        "0.8",
+        "-o",
+        str(out),
+        "--json",
+    ]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {"delta_e", "delta_e_p95", "psnr", "ssim"} <= summary.keys()
+    written = read_image(out)
+    np.testing.assert_array_equal(alpha_classes(written[..., 3]), alpha_classes(disc[..., 3]))
+    assert main(["compress", str(source), "--dither", "sideways"]) == 2
+    assert main(["compress", str(source), "--dither-strength", "2"]) == 2
