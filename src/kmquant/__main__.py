@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -313,6 +314,56 @@ def main_parser() -> argparse.ArgumentParser:
     elbow.add_argument("--plot", metavar="FILE", help="also draw the curve to this PNG")
     elbow.add_argument("--json", action="store_true", help="print one JSON object")
     elbow.add_argument("--force", action="store_true", help="overwrite the plot if it exists")
+
+    batch = commands.add_parser(
+        "batch",
+        help="compress many images: files, folders (recursive), globs -> the same tree",
+        description="Compress every image named (files, folders searched recursively, globs) "
+        "into OUTDIR, keeping the relative tree, on a process pool or a Dask cluster. One bad "
+        "file never stops the others; the exit code is 1 if any failed.",
+    )
+    batch.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder or glob")
+    batch.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR")
+    batch.add_argument(
+        "-k",
+        "--colors",
+        dest="n_colors",
+        type=_n_colors,
+        default=16,
+        metavar="K",
+        help=f"number of colours, 1..{MAX_COLORS} (default 16)",
+    )
+    batch.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    batch.add_argument("--speed", choices=SPEEDS, default="default")
+    _add_rendering_options(batch)
+    batch.add_argument("--optimize", type=int, choices=OPTIMIZE_LEVELS, default=DEFAULT_OPTIMIZE)
+    batch.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core)",
+    )
+    batch.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on Dask: 'local' starts a LocalCluster, or a scheduler such as "
+        "tcp://host:8786 (workers must reach the paths)",
+    )
+    batch.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs that exist alone (resume an interrupted run)",
+    )
+    batch.add_argument(
+        "--skip-if-larger",
+        action="store_true",
+        help="write nothing for an image whose PNG would not be smaller than its input",
+    )
+    batch.add_argument(
+        "--shared-palette",
+        action="store_true",
+        help="one palette for all images (k-means on their summed histograms)",
+    )
 
     compare = commands.add_parser(
         "compare",
@@ -644,6 +695,104 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import (
+        BatchOptions,
+        collect_jobs,
+        remove_stale_temporaries,
+        run_batch,
+        shared_palette,
+    )
+
+    started = time.perf_counter()
+    jobs = collect_jobs(args.inputs, args.output_dir)
+    if not jobs:
+        raise KmquantError("no input images found")
+    if "://" not in args.output_dir:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(args.output_dir)
+    options = BatchOptions(
+        n_colors=args.n_colors,
+        seed=args.seed,
+        speed=args.speed,
+        space=args.space,
+        dither=args.dither,
+        dither_strength=args.dither_strength,
+        optimize=args.optimize,
+        skip_existing=args.skip_existing,
+        skip_if_larger=args.skip_if_larger,
+    )
+    if args.shared_palette:
+        palette = shared_palette(jobs, options)
+        options = dataclasses.replace(options, palette=palette)
+        print(f"shared palette: {len(palette)} colours from {len(jobs)} images", file=sys.stderr)
+    report = _BatchProgress(len(jobs))
+    try:
+        outcomes = run_batch(
+            jobs, options, workers=args.workers, dask=args.dask, on_outcome=report.update
+        )
+    finally:
+        report.close()
+    return report.summary(outcomes, time.perf_counter() - started)
+
+
+class _BatchProgress:
+    """A progress bar on a terminal, one line per image otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.count = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, outcome: Any) -> None:
+        self.count += 1
+        self.bytes_in += outcome.input_bytes
+        self.bytes_out += outcome.output_bytes
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.bytes_in / 1e6:.1f} -> {self.bytes_out / 1e6:.1f} MB")
+            self.bar.update(1)
+            return
+        detail = outcome.reason
+        if outcome.status == "done":
+            detail = (
+                f"{outcome.input_bytes:,} -> {outcome.output_bytes:,} bytes, "
+                f"PSNR {outcome.psnr:.2f} dB, {outcome.seconds:.2f} s"
+            )
+        print(
+            f"[{self.count}/{self.total}] {outcome.status} {outcome.job.relative}: {detail}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def summary(self, outcomes: list[Any], seconds: float) -> int:
+        done = [o for o in outcomes if o.status == "done"]
+        failed = [o for o in outcomes if o.status == "failed"]
+        skipped = len(outcomes) - len(done) - len(failed)
+        before = sum(o.input_bytes for o in done)
+        after = sum(o.output_bytes for o in done)
+        finite = [o.psnr for o in done if o.psnr is not None and math.isfinite(o.psnr)]
+        ratio = f" ({before / after:.2f}x)" if after else ""
+        mean_psnr = f"mean PSNR {sum(finite) / len(finite):.2f} dB; " if finite else ""
+        print(
+            f"{len(outcomes)} files: {len(done)} done, {skipped} skipped, {len(failed)} failed; "
+            f"{before:,} -> {after:,} bytes{ratio}; {mean_psnr}{seconds:.1f} s "
+            f"({len(outcomes) / max(seconds, 1e-9):.2f} images/s)"
+        )
+        for outcome in failed:
+            print(f"failed: {outcome.job.source}: {outcome.reason}")
+        return EXIT_ERROR if failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (callable from tests)."""
     parser = main_parser()
@@ -657,6 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "palette": _palette,
         "elbow": _elbow,
         "compare": _compare,
+        "batch": _batch,
     }
     try:
         return handlers[args.command](args)
