@@ -43,7 +43,10 @@ def row(name: str, report: dict, n_bytes: int, seconds: float) -> str:
             f"{n_bytes:,} | {seconds:.3f} |")
 
 
-HEADER = "| image / method | PSNR dB | SSIM | mean dE00 | bytes | seconds |\n|---|---|---|---|---|---|"
+HEADER = (
+    "| image / method | PSNR dB | SSIM | mean dE00 | bytes | seconds |\n"
+    "|---|---|---|---|---|---|"
+)
 
 
 def spaces(paths: list[Path], ks: list[int]) -> None:
