@@ -163,7 +163,10 @@ def run_faiss(image, k, path):
 
 
 def available_methods(include_slow: bool) -> tuple[list[Method], list[str]]:
-    methods = [Method("kmquant", run_kmquant)]
+    methods = [
+        Method("kmquant", run_kmquant),
+        Method("kmquant-fast", lambda image, k, path: run_kmquant(image, k, path, speed="fast")),
+    ]
     missing = []
     try:
         import sklearn  # noqa: F401
@@ -275,7 +278,8 @@ def print_table(k: int, names: list[str], images: list[Path], rows: dict, markdo
         print(("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells))
     worst = []
     for path in images:
-        peers = [rows[(path.name, n)]["mse"] for n in names if n != "kmquant" and "(ref)" not in n]
+        peers = [rows[(path.name, n)]["mse"] for n in names
+                 if not n.startswith("kmquant") and "(ref)" not in n]
         if peers:
             worst.append(rows[(path.name, "kmquant")]["mse"] / min(peers))
     if worst:
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = [
             m
             for m in methods
-            if m.name == "kmquant" or any(m.name.startswith(prefix) for prefix in args.only)
+            if m.name.startswith("kmquant") or any(m.name.startswith(prefix) for prefix in args.only)
         ]
     for line in missing:
         print(f"skipped, not installed: {line}", file=sys.stderr)

@@ -205,9 +205,10 @@ def quantize(
         Relative tolerance on the centre shift (see :func:`run_kmeans`; default 1e-4).
     speed : {"fast", "default", "best"}, optional
         How hard to search (see :mod:`kmquant.engine`): "fast" runs k-means once on colours
-        merged to 4 bits per channel; "default" merges to 5 bits for 3 restarts and 20 swaps,
-        then refines on every distinct colour; "best" does 3 restarts and 30 swaps on every
-        distinct colour.
+        merged to 4 bits per channel (5 above K = 32); "default" merges to 5 bits for 3
+        restarts and 20 swaps (6 bits, 2 restarts and 5 swaps above K = 96), then refines on
+        every distinct colour; "best" does 3 restarts
+        and 30 swaps on every distinct colour.
     space : {"rgb", "lab", "oklab", "hsv"}, optional
         Colour space k-means runs in (see :mod:`kmquant.colorspace`); the palette always
         comes back as exact sRGB. "rgb" (default) minimises the MSE, so it gives the best
@@ -364,7 +365,7 @@ def quantize_histogram(
             n_free,
             preset=preset,
             init=init,
-            n_init=preset.n_init if n_init is None else n_init,
+            n_init=preset.restarts_for(n_free) if n_init is None else n_init,
             max_iter=max_iter,
             tol=tol,
             rng=np.random.default_rng(rng),
