@@ -7,6 +7,10 @@ STAMP_TEST := $(VENV)/.installed-test
 
 .PHONY: demo test lint bench clean
 
+# `make bench BENCH_INPUTS=../shared/corpus/photos` for the README's table.
+BENCH_INPUTS ?=
+BENCH_ARGS ?= -k 16 64 256
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -28,7 +32,14 @@ test: $(STAMP_TEST)
 
 lint: $(STAMP_TEST)
 	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff format --check src tests benchmarks
 	$(BIN)/python -m mypy
+
+bench: $(STAMP_TEST)
+	$(BIN)/python -m pip install --quiet imagequant faiss-cpu
+	@command -v pngquant >/dev/null || { apt-get update -qq && apt-get install -y -qq pngquant; } \
+		|| echo "bench: could not install pngquant (apt-get install pngquant); its rows are skipped"
+	$(BIN)/python benchmarks/compare.py $(BENCH_INPUTS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out bench-out .pytest_cache .hypothesis
