@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = [
             m
             for m in methods
-            if m.name.startswith("kmquant") or any(m.name.startswith(prefix) for prefix in args.only)
+            if m.name.startswith(("kmquant", *args.only))
         ]
     for line in missing:
         print(f"skipped, not installed: {line}", file=sys.stderr)
