@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[web]'
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
@@ -27,6 +27,7 @@ demo: $(STAMP_RUN)
 	$(BIN)/kmquant demo
 
 test: $(STAMP_TEST)
+	@scripts/install-browser.sh
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 

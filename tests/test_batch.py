@@ -64,8 +64,10 @@ def test_batch_keeps_the_tree_and_reports_every_failure(mixed_folder, tmp_path, 
 
 
 def test_globs_and_files_and_the_relative_tree(mixed_folder, tmp_path):
-    jobs = collect_jobs([str(mixed_folder / "sub" / "**" / "*.jpg"), str(mixed_folder / "a.png")],
-                        str(tmp_path / "out"))
+    jobs = collect_jobs(
+        [str(mixed_folder / "sub" / "**" / "*.jpg"), str(mixed_folder / "a.png")],
+        str(tmp_path / "out"),
+    )
     assert [job.relative for job in jobs] == ["deeper/c.png", "a.png"]
     with pytest.raises(Exception, match="would overwrite its input"):
         collect_jobs([str(mixed_folder / "a.png")], str(mixed_folder))
@@ -78,8 +80,12 @@ def test_dask_local_cluster_matches_the_local_pool_byte_for_byte(mixed_folder, t
     options = BatchOptions(n_colors=12, seed=4)
     local = run_batch(jobs_local, options, workers=1)
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
         jobs_dask = collect_jobs([str(mixed_folder)], str(tmp_path / "dask"))
         remote = run_batch(jobs_dask, options, workers=2, dask=cluster.scheduler_address)
     assert [o.status for o in local] == [o.status for o in remote]
@@ -102,8 +108,19 @@ def test_skip_if_larger_writes_nothing_when_it_does_not_pay(tmp_path, capsys, sm
 
 def test_shared_palette_gives_every_image_the_same_colours(mixed_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    main(["batch", str(mixed_folder), "-o", str(out), "-k", "6", "--shared-palette",
-          "--workers", "1"])
+    main(
+        [
+            "batch",
+            str(mixed_folder),
+            "-o",
+            str(out),
+            "-k",
+            "6",
+            "--shared-palette",
+            "--workers",
+            "1",
+        ]
+    )
     palettes = set()
     for data in visible_files(out).values():
         image = read_image(data)
@@ -119,10 +136,22 @@ def test_an_interrupted_run_leaves_no_partial_output_and_resumes(tmp_path, sampl
         top = (index * 13) % 300
         Image.fromarray(sample_image[top : top + 200, :300]).save(folder / f"img{index:02d}.png")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "kmquant", "batch", str(folder), "-o", str(out),
-               "--workers", "2", "--optimize", "3"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "kmquant",
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "--workers",
+        "2",
+        "--optimize",
+        "3",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(visible_files(out) if out.exists() else {}) < 3:
         time.sleep(0.05)
@@ -133,8 +162,22 @@ def test_an_interrupted_run_leaves_no_partial_output_and_resumes(tmp_path, sampl
     for data in first.values():  # whatever has its final name is complete
         assert read_image(data).shape == (200, 300, 3)
 
-    assert main(["batch", str(folder), "-o", str(out), "--workers", "2", "--optimize", "3",
-                 "--skip-existing"]) == 0
+    assert (
+        main(
+            [
+                "batch",
+                str(folder),
+                "-o",
+                str(out),
+                "--workers",
+                "2",
+                "--optimize",
+                "3",
+                "--skip-existing",
+            ]
+        )
+        == 0
+    )
     final = visible_files(out)
     assert len(final) == 24
     assert {name: final[name] for name in first} == first  # kept, not redone

@@ -365,6 +365,24 @@ def main_parser() -> argparse.ArgumentParser:
         help="one palette for all images (k-means on their summed histograms)",
     )
 
+    serve = commands.add_parser(
+        "serve",
+        help="the interactive web page (live re-quantization) and its JSON API",
+        description="Serve the interactive page and the HTTP API (OpenAPI docs at /docs). "
+        "Needs the web extra: pip install 'kmquant[web]'.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--max-upload-mb", type=_positive_int, default=50, help="upload limit (default 50 MB)"
+    )
+    serve.add_argument(
+        "--max-megapixels",
+        type=_positive_int,
+        default=100,
+        help="image size limit (default 100 megapixels)",
+    )
+
     compare = commands.add_parser(
         "compare",
         help="report figure: original, compressed, error map, palette, metrics",
@@ -793,6 +811,27 @@ class _BatchProgress:
         return EXIT_ERROR if failed else EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .web.app import create_app
+    except ImportError as error:
+        raise KmquantError(
+            f"the web page needs its extra: pip install 'kmquant[web]' ({error.name} missing)"
+        ) from None
+    app = create_app(
+        max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+        max_pixels=args.max_megapixels * 1_000_000,
+    )
+    print(
+        f"kmquant page on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (callable from tests)."""
     parser = main_parser()
@@ -807,6 +846,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "elbow": _elbow,
         "compare": _compare,
         "batch": _batch,
+        "serve": _serve,
     }
     try:
         return handlers[args.command](args)

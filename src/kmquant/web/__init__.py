@@ -1,0 +1,1 @@
+"""Web layer: an interactive page and a JSON + PNG API (``kmquant serve``)."""
