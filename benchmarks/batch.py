@@ -38,9 +38,12 @@ def main() -> int:
                 shutil.copyfile(source, target)
         options = BatchOptions(n_colors=args.k)
         rates = {}
-        for name, workers, dask in (("local pool", 1, None), ("local pool", 2, None),
-                                    ("Dask LocalCluster", 1, "local"),
-                                    ("Dask LocalCluster", 2, "local")):
+        for name, workers, dask in (
+            ("local pool", 1, None),
+            ("local pool", 2, None),
+            ("Dask LocalCluster", 1, "local"),
+            ("Dask LocalCluster", 2, "local"),
+        ):
             output = Path(scratch) / f"out-{name.replace(' ', '')}-{workers}"
             jobs = collect_jobs([str(inputs)], str(output))
             started = time.perf_counter()
@@ -48,8 +51,11 @@ def main() -> int:
             seconds = time.perf_counter() - started
             assert all(o.status == "done" for o in outcomes)
             rates[(name, workers)] = len(jobs) / seconds
-            print(f"{name:18s} workers={workers}: {len(jobs)} images in {seconds:6.1f} s = "
-                  f"{rates[(name, workers)]:.2f} images/s", flush=True)
+            print(
+                f"{name:18s} workers={workers}: {len(jobs)} images in {seconds:6.1f} s = "
+                f"{rates[(name, workers)]:.2f} images/s",
+                flush=True,
+            )
     for name in ("local pool", "Dask LocalCluster"):
         print(f"{name}: 2 workers / 1 worker = {rates[(name, 2)] / rates[(name, 1)]:.2f}x")
     for workers in (1, 2):

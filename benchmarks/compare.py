@@ -278,8 +278,11 @@ def print_table(k: int, names: list[str], images: list[Path], rows: dict, markdo
         print(("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells))
     worst = []
     for path in images:
-        peers = [rows[(path.name, n)]["mse"] for n in names
-                 if not n.startswith("kmquant") and "(ref)" not in n]
+        peers = [
+            rows[(path.name, n)]["mse"]
+            for n in names
+            if not n.startswith("kmquant") and "(ref)" not in n
+        ]
         if peers:
             worst.append(rows[(path.name, "kmquant")]["mse"] / min(peers))
     if worst:
@@ -306,11 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     images = list_images(args.inputs) or [kmquant.sample_image_path()]
     methods, missing = available_methods(include_slow=not args.no_slow)
     if args.only:
-        methods = [
-            m
-            for m in methods
-            if m.name.startswith(("kmquant", *args.only))
-        ]
+        methods = [m for m in methods if m.name.startswith(("kmquant", *args.only))]
     for line in missing:
         print(f"skipped, not installed: {line}", file=sys.stderr)
     names = [method.name for method in methods]

@@ -33,19 +33,23 @@ def pngquant(path: Path, k: int, *extra: str) -> tuple[bytes, float]:
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "out.png"
         started = time.perf_counter()
-        subprocess.run(["pngquant", *extra, "--force", "--output", str(target), str(k), str(path)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["pngquant", *extra, "--force", "--output", str(target), str(k), str(path)],
+            check=True,
+            capture_output=True,
+        )
         return target.read_bytes(), time.perf_counter() - started
 
 
 def row(name: str, report: dict, n_bytes: int, seconds: float) -> str:
-    return (f"| {name} | {report['psnr']:.2f} | {report['ssim']:.4f} | {report['delta_e']:.3f} | "
-            f"{n_bytes:,} | {seconds:.3f} |")
+    return (
+        f"| {name} | {report['psnr']:.2f} | {report['ssim']:.4f} | {report['delta_e']:.3f} | "
+        f"{n_bytes:,} | {seconds:.3f} |"
+    )
 
 
 HEADER = (
-    "| image / method | PSNR dB | SSIM | mean dE00 | bytes | seconds |\n"
-    "|---|---|---|---|---|---|"
+    "| image / method | PSNR dB | SSIM | mean dE00 | bytes | seconds |\n|---|---|---|---|---|---|"
 )
 
 
@@ -57,11 +61,16 @@ def spaces(paths: list[Path], ks: list[int]) -> None:
             reports = []
             for path in paths:
                 image = kmquant.read_image(path)
-                reports.append(metrics.quality_report(
-                    image, kmquant.quantize(image, k, space=space, rng=0).to_image()))
+                reports.append(
+                    metrics.quality_report(
+                        image, kmquant.quantize(image, k, space=space, rng=0).to_image()
+                    )
+                )
             mean = {key: float(np.mean([r[key] for r in reports])) for key in reports[0]}
-            print(f"| {space} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['delta_e']:.3f} |"
-                  f" {mean['delta_e_p95']:.3f} |")
+            print(
+                f"| {space} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['delta_e']:.3f} |"
+                f" {mean['delta_e_p95']:.3f} |"
+            )
 
 
 def compare(paths: list[Path], ks: list[int], dither: str, check_alpha: bool) -> None:
@@ -83,8 +92,9 @@ def compare(paths: list[Path], ks: list[int], dither: str, check_alpha: bool) ->
             print(row(f"{path.name} kmquant", ours, len(data), seconds))
             sizes["kmquant"].append(len(data))
             if check_alpha and image.shape[2] == 4:
-                changed = int((alpha_classes(image[..., 3]) !=
-                               alpha_classes(result.to_image()[..., 3])).sum())
+                changed = int(
+                    (alpha_classes(image[..., 3]) != alpha_classes(result.to_image()[..., 3])).sum()
+                )
                 print(f"| {path.name} alpha-class changes | {changed} | | | | |")
             if have_pngquant:
                 peer_bytes, peer_seconds = pngquant(path, k)
@@ -98,10 +108,12 @@ def compare(paths: list[Path], ks: list[int], dither: str, check_alpha: bool) ->
                 wins["delta_e"] += ours["delta_e"] <= theirs["delta_e"]
                 wins["psnr"] += ours["psnr"] >= theirs["psnr"]
         if have_pngquant:
-            print(f"\nkmquant at least as good as pngquant on {wins['ssim']}/{len(paths)} images "
-                  f"for SSIM, {wins['delta_e']}/{len(paths)} for mean dE00, {wins['psnr']}/"
-                  f"{len(paths)} for PSNR; mean bytes kmquant {np.mean(sizes['kmquant']):,.0f}, "
-                  f"pngquant {np.mean(sizes['pngquant']):,.0f}")
+            print(
+                f"\nkmquant at least as good as pngquant on {wins['ssim']}/{len(paths)} images "
+                f"for SSIM, {wins['delta_e']}/{len(paths)} for mean dE00, {wins['psnr']}/"
+                f"{len(paths)} for PSNR; mean bytes kmquant {np.mean(sizes['kmquant']):,.0f}, "
+                f"pngquant {np.mean(sizes['pngquant']):,.0f}"
+            )
 
 
 def main() -> int:
