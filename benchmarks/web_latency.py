@@ -15,7 +15,6 @@ import io
 import statistics
 import time
 
-import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
