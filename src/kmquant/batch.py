@@ -68,6 +68,7 @@ class BatchOptions:
     skip_existing: bool = False
     skip_if_larger: bool = False
     palette: np.ndarray | None = field(default=None, compare=False)
+    numba_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,8 @@ def _palette_for(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
 def compress_job(job: BatchJob, options: BatchOptions) -> BatchOutcome:
     """Compress one image; never raises for a bad input (the outcome says what failed)."""
     started = time.perf_counter()
+    if options.numba_threads is not None:
+        _limit_numba_threads(options.numba_threads)
     if options.skip_existing and _exists(job.target):
         return BatchOutcome(job, "skipped", "output exists")
     try:
@@ -311,11 +314,16 @@ def shared_palette(jobs: list[BatchJob], options: BatchOptions) -> np.ndarray:
 # ------------------------------------------------------------------------------- running
 
 
-def _worker_setup(threads: int) -> None:
-    """In each worker process: share the cores, and clean up on SIGTERM."""
+def _limit_numba_threads(threads: int) -> None:
+    """Numba threads for kernels launched from this thread (numba's setting is per thread)."""
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _worker_setup(threads: int) -> None:
+    """In each worker process: share the cores, and clean up on SIGTERM."""
+    _limit_numba_threads(threads)
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
