@@ -11,6 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+_BLOCK_VALUES = 1 << 22
+_SSIM_BAND_ROWS = 512
+
 __all__ = [
     "DeltaE",
     "bits_per_pixel",
@@ -22,16 +25,6 @@ __all__ = [
     "quality_report",
     "ssim",
 ]
-
-
-def _pair(reference: np.ndarray, distorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    first = np.asarray(reference)
-    second = np.asarray(distorted)
-    if first.shape != second.shape:
-        raise ValueError(f"images must have the same shape, got {first.shape} and {second.shape}")
-    if first.size == 0:
-        raise ValueError("images must not be empty")
-    return first.astype(np.float64), second.astype(np.float64)
 
 
 def mse(reference: np.ndarray, distorted: np.ndarray) -> float:
@@ -47,8 +40,19 @@ def mse(reference: np.ndarray, distorted: np.ndarray) -> float:
     >>> mse(np.array([0, 0, 0, 0]), np.array([2, 0, 0, 0]))
     1.0
     """
-    first, second = _pair(reference, distorted)
-    return float(np.mean((first - second) ** 2))
+    first, second = np.asarray(reference), np.asarray(distorted)
+    if first.shape != second.shape:
+        raise ValueError(f"images must have the same shape, got {first.shape} and {second.shape}")
+    if first.size == 0:
+        raise ValueError("images must not be empty")
+    flat_first, flat_second = first.reshape(-1), second.reshape(-1)
+    total = 0.0
+    # In blocks, so a 100-megapixel image never needs full float64 copies.
+    for start in range(0, flat_first.size, _BLOCK_VALUES):
+        difference = flat_first[start : start + _BLOCK_VALUES].astype(np.float64)
+        difference -= flat_second[start : start + _BLOCK_VALUES]
+        total += float(np.dot(difference, difference))
+    return total / flat_first.size
 
 
 def psnr(reference: np.ndarray, distorted: np.ndarray, *, data_range: float = 255.0) -> float:
@@ -100,23 +104,51 @@ def ssim(reference: np.ndarray, distorted: np.ndarray, *, data_range: float = 25
     >>> ssim(image, image)
     1.0
     """
-    from skimage.metrics import structural_similarity
 
-    first, second = _pair(reference, distorted)
+    first, second = np.asarray(reference), np.asarray(distorted)
+    if first.shape != second.shape:
+        raise ValueError(f"images must have the same shape, got {first.shape} and {second.shape}")
+    if first.size == 0:
+        raise ValueError("images must not be empty")
     shortest_side = min(first.shape[0], first.shape[1]) if first.ndim >= 2 else first.shape[0]
     window = min(7, shortest_side if shortest_side % 2 else shortest_side - 1)
     if first.ndim < 2 or window < 3:
-        return _global_ssim(first, second, data_range)
+        return _global_ssim(first.astype(np.float64), second.astype(np.float64), data_range)
     channel_axis = -1 if first.ndim == 3 else None
-    return float(
-        structural_similarity(
-            first,
-            second,
+    return _banded_ssim(first, second, window, data_range, channel_axis)
+
+
+def _banded_ssim(
+    first: np.ndarray, second: np.ndarray, window: int, data_range: float, channel_axis: int | None
+) -> float:
+    """skimage's mean SSIM, computed in bands of rows so memory stays bounded.
+
+    skimage averages the SSIM map without a border of (window - 1) / 2 pixels. Each band is
+    filtered with that many extra rows above and below, so its inner rows see exactly the
+    neighbourhood they have in the whole image; their sum over all bands, divided by their
+    count, is the same mean. float32 halves memory and time; the 4th decimal holds.
+    """
+    from skimage.metrics import structural_similarity
+
+    pad = (window - 1) // 2
+    height, width = first.shape[:2]
+    total = 0.0
+    count = 0
+    for start in range(pad, height - pad, _SSIM_BAND_ROWS):
+        stop = min(start + _SSIM_BAND_ROWS, height - pad)
+        low, high = start - pad, stop + pad
+        _, ssim_map = structural_similarity(
+            first[low:high].astype(np.float32),
+            second[low:high].astype(np.float32),
             win_size=window,
             data_range=data_range,
             channel_axis=channel_axis,
+            full=True,
         )
-    )
+        inner = ssim_map[pad : pad + stop - start, pad : width - pad]
+        total += float(inner.sum(dtype=np.float64))
+        count += inner.size
+    return total / count
 
 
 class DeltaE(NamedTuple):
@@ -161,12 +193,14 @@ def delta_e(reference: np.ndarray, distorted: np.ndarray) -> DeltaE:
         or second.dtype != np.uint8
     ):
         raise ValueError("delta_e needs two uint8 RGB images of shape (H, W, 3)")
+    from ._kernels import histogram_unsorted
+
     pairs = np.concatenate([first.reshape(-1, 3), second.reshape(-1, 3)], axis=1)
-    keys = np.zeros(pairs.shape[0], dtype=np.int64)
-    for column in range(6):
-        keys = (keys << 8) | pairs[:, column]
-    _, first_index, counts = np.unique(keys, return_index=True, return_counts=True)
-    distinct = pairs[first_index].astype(np.float64) / 255.0
+    # Distinct (reference, distorted) colour pairs by the compiled hash table: no sort of
+    # every pixel. Keys pack the 6 bytes big-endian; unpack them back to colours.
+    keys, counts, _ = histogram_unsorted(pairs)
+    shifts = np.arange(5, -1, -1, dtype=np.int64) * 8
+    distinct = ((keys[:, None] >> shifts[None, :]) & 0xFF).astype(np.float64) / 255.0
     differences = deltaE_ciede2000(
         rgb2lab(distinct[None, :, :3])[0], rgb2lab(distinct[None, :, 3:])[0]
     )
