@@ -11,6 +11,7 @@ fsspec and the matching backend are installed on every worker.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import signal
@@ -422,6 +423,11 @@ def run_batch(
     """
     if options.palette is None and options.n_colors < 1:
         raise ValueError(f"n_colors must be >= 1, got {options.n_colors}")
+    # Each task sets its own numba threads: numba's setting is per thread, and Dask runs tasks
+    # on executor threads, where a worker-wide setting does not reach. cores // workers here;
+    # one per task on a remote cluster, whose workers run one task per process (README).
+    threads = 1 if dask and dask != "local" else _threads_per_worker(workers)
+    options = dataclasses.replace(options, numba_threads=threads)
     stream = _run_dask(jobs, options, workers, dask) if dask else _run_local(jobs, options, workers)
     finished: dict[BatchJob, BatchOutcome] = {}
     for outcome in stream:
