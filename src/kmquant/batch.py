@@ -325,6 +325,8 @@ def _limit_numba_threads(threads: int) -> None:
 def _worker_setup(threads: int) -> None:
     """In each worker process: share the cores, and clean up on SIGTERM."""
     _limit_numba_threads(threads)
+    # oxipng's thread pool (rayon) is sized once, on first use, from this variable.
+    os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, threads)))
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
