@@ -319,7 +319,7 @@ def _limit_numba_threads(threads: int) -> None:
     """Numba threads for kernels launched from this thread (numba's setting is per thread)."""
     import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
 
 def _worker_setup(threads: int) -> None:

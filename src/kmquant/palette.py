@@ -205,7 +205,7 @@ def _image_palette(data: bytes, name: str) -> list[list[int]]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.mode == "P":
-                used = sorted({index for _, index in image.getcolors(256) or []})
+                used = np.unique(np.asarray(image))
                 entries = np.array(image.getpalette("RGB"), dtype=np.uint8).reshape(-1, 3)
                 return entries[used].tolist()
             pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
