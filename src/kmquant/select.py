@@ -249,6 +249,44 @@ def elbow_curve(
 # ------------------------------------------------------------------------------ quality targets
 
 
+def _results_by_k(
+    image: np.ndarray,
+    *,
+    speed: str,
+    space: str,
+    dither: str,
+    dither_strength: float,
+    rng: int | np.random.Generator | None,
+) -> tuple[np.ndarray, ColorHistogram, Callable[[int], QuantizedImage]]:
+    """The image's pixels, its histogram (counted once), and K -> quantized image.
+
+    Every K gets the same seed (a generator is turned into one seed first), so a K's result
+    does not depend on which other K were tried before it.
+    """
+    pixels, squeezed = prepare_pixels(image)
+    histogram = color_histogram(pixels)
+    seed = (
+        rng
+        if rng is None or isinstance(rng, (int, np.integer))
+        else int(np.random.default_rng(rng).integers(2**32))
+    )
+
+    def result_for(k: int) -> QuantizedImage:
+        return quantize_histogram(
+            histogram,
+            pixels.shape[:2],
+            k,
+            speed=speed,
+            space=space,
+            dither=dither,
+            dither_strength=dither_strength,
+            rng=seed,
+            squeeze_channels=squeezed,
+        )
+
+    return pixels, histogram, result_for
+
+
 def _search_smallest(predicate: Callable[[int], bool], high: int) -> int | None:
     """Smallest k in 1..high with predicate(k), assuming it is (nearly) monotone.
 
@@ -325,29 +363,15 @@ def fewest_colors(
     targets = {"psnr": min_psnr, "ssim": min_ssim, "delta_e": max_delta_e}
     if all(value is None for value in targets.values()):
         raise ValueError("give at least one of min_psnr, min_ssim, max_delta_e")
-    pixels, squeezed = prepare_pixels(image)
-    histogram = color_histogram(pixels)
-    high = min(max_colors, histogram.n_colors, MAX_COLORS)
-    seed = (
-        rng
-        if rng is None or isinstance(rng, (int, np.integer))
-        else int(np.random.default_rng(rng).integers(2**32))
+    pixels, histogram, result_for = _results_by_k(
+        image, speed=speed, space=space, dither=dither, dither_strength=dither_strength, rng=rng
     )
+    high = min(max_colors, histogram.n_colors, MAX_COLORS)
     cache: dict[int, tuple[QuantizedImage, dict[str, float]]] = {}
 
     def evaluate(k: int) -> tuple[QuantizedImage, dict[str, float]]:
         if k not in cache:
-            result = quantize_histogram(
-                histogram,
-                pixels.shape[:2],
-                k,
-                speed=speed,
-                space=space,
-                dither=dither,
-                dither_strength=dither_strength,
-                rng=seed,
-                squeeze_channels=squeezed,
-            )
+            result = result_for(k)
             output = result.to_image().reshape(pixels.shape)
             if pixels.shape[2] == 4:
                 # Judge transparency as seen: over black and white, the worse of the two.
@@ -428,24 +452,15 @@ def best_within_bytes(
     """
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
-    pixels, squeezed = prepare_pixels(image)
-    histogram = color_histogram(pixels)
+    pixels, histogram, result_for = _results_by_k(
+        image, speed=speed, space=space, dither=dither, dither_strength=dither_strength, rng=rng
+    )
     high = min(max_colors, histogram.n_colors, MAX_COLORS)
     cache: dict[int, tuple[QuantizedImage, int]] = {}
 
     def evaluate(k: int) -> tuple[QuantizedImage, int]:
         if k not in cache:
-            result = quantize_histogram(
-                histogram,
-                pixels.shape[:2],
-                k,
-                speed=speed,
-                space=space,
-                dither=dither,
-                dither_strength=dither_strength,
-                rng=rng,
-                squeeze_channels=squeezed,
-            )
+            result = result_for(k)
             cache[k] = (result, len(encode_png(result, optimize=optimize)))
         return cache[k]
 
