@@ -487,6 +487,10 @@ def _summary_line(source: str, target: str, summary: dict[str, Any]) -> str:
     return line
 
 
+def _has_quality_target(args: argparse.Namespace) -> bool:
+    return any(value is not None for value in (args.min_psnr, args.min_ssim, args.max_delta_e))
+
+
 def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage, str | None]:
     """The result for compress: a given palette, a target's K, or plain K."""
     if args.palette:
@@ -499,10 +503,7 @@ def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage
             dither_strength=args.dither_strength,
         )
         return result, f"palette of {palette.shape[0]} colours from {args.palette}"
-    has_quality_target = any(
-        value is not None for value in (args.min_psnr, args.min_ssim, args.max_delta_e)
-    )
-    if has_quality_target:
+    if _has_quality_target(args):
         choice = fewest_colors(
             image,
             space=args.space,
@@ -536,22 +537,10 @@ def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage
 
 
 def _compress(args: argparse.Namespace) -> int:
-    targeted = (
-        args.palette
-        or args.max_bytes is not None
-        or any(value is not None for value in (args.min_psnr, args.min_ssim, args.max_delta_e))
-    )
-    if (
-        args.palette
-        and targeted
-        and (
-            args.max_bytes is not None
-            or args.min_psnr is not None
-            or args.min_ssim is not None
-            or args.max_delta_e is not None
-        )
-    ):
+    quality_target, size_target = _has_quality_target(args), args.max_bytes is not None
+    if args.palette and (quality_target or size_target):
         raise KmquantError("--palette cannot be combined with a quality or size target")
+    targeted = bool(args.palette) or quality_target or size_target
     default_name = "q" if targeted else str(args.n_colors or 16)
     output = args.output or _default_output(args.input, default_name)
     if output != STDIO:

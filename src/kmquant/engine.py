@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
+from .kmeans import _inertia as inertia_of_labels
 from .kmeans import _init_random, _tolerance
 
-__all__ = ["PRESETS", "FitResult", "SpeedPreset", "fit_centers"]
+__all__ = ["PRESETS", "FitResult", "SpeedPreset", "fit_centers", "working_points"]
 
 
 @dataclass(frozen=True)
@@ -164,11 +165,38 @@ def coarse_points(
     return merged, weights
 
 
+def working_points(
+    colors: np.ndarray,
+    counts: np.ndarray,
+    n_colors: int,
+    bits: int | None,
+    *,
+    points: np.ndarray | None = None,
+    classes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted points the search runs on: merged to ``bits`` bits, or all colours.
+
+    Colours are merged (see :func:`coarse_points`) only when that still leaves at least 8
+    points per centre and really reduces them; otherwise ``points`` (default: ``colors`` as
+    floats) come back as they are, the same array, with ``counts`` as weights.
+    """
+    features = colors.astype(np.float64) if points is None else points
+    weights = np.asarray(counts, dtype=np.float64)
+    if bits is None:
+        return features, weights
+    coarse, coarse_weights = coarse_points(colors, counts, bits, points=features, classes=classes)
+    if coarse.shape[0] >= _MIN_COARSE_POINTS_PER_CENTER * n_colors and (
+        coarse.shape[0] < features.shape[0]
+    ):
+        return coarse, coarse_weights
+    return features, weights
+
+
 def _inertia(X: np.ndarray, weights: np.ndarray, centers: np.ndarray) -> float:
+    """J of ``centers`` with every point at its nearest centre."""
     labels = np.empty(X.shape[0], dtype=np.intp)
     _kernels.nearest_labels(X, centers, labels)
-    differences = X - centers[labels]
-    return float(np.dot(weights, np.einsum("ij,ij->i", differences, differences)))
+    return inertia_of_labels(X, weights, centers, labels)
 
 
 def lloyd(
@@ -312,17 +340,11 @@ def fit_centers(
     """
     features = colors.astype(np.float64) if points is None else np.ascontiguousarray(points)
     weights_all = counts.astype(np.float64)
-    X, weights = features, weights_all
-    bits = preset.bits_for(n_colors)
     small_and_large_k = preset.is_large(n_colors) and features.shape[0] <= _MIN_COLORS_TO_MERGE
-    if bits is not None and not small_and_large_k:
-        coarse, coarse_weights = coarse_points(
-            colors, counts, bits, points=features, classes=classes
-        )
-        if coarse.shape[0] >= _MIN_COARSE_POINTS_PER_CENTER * n_colors and (
-            coarse.shape[0] < features.shape[0]
-        ):
-            X, weights = coarse, coarse_weights
+    bits = None if small_and_large_k else preset.bits_for(n_colors)
+    X, weights = working_points(
+        colors, weights_all, n_colors, bits, points=features, classes=classes
+    )
 
     def tolerance(data: np.ndarray, data_weights: np.ndarray) -> float:
         return _tolerance(data[:, :tolerance_columns], data_weights, tol)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._kernels import histogram_unsorted
 
-__all__ = ["ColorHistogram", "color_histogram", "pack_colors"]
+__all__ = ["ColorHistogram", "color_histogram", "pack_colors", "unpack_keys"]
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,11 @@ def pack_colors(pixels: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _unpack_keys(keys: np.ndarray, n_channels: int) -> np.ndarray:
-    shifts = np.arange(n_channels - 1, -1, -1, dtype=np.uint32) * np.uint32(8)
-    return ((keys[:, None] >> shifts[None, :]) & np.uint32(0xFF)).astype(np.uint8)
+def unpack_keys(keys: np.ndarray, n_channels: int) -> np.ndarray:
+    """Invert the big-endian packing of :func:`pack_colors` (up to 8 bytes per key)."""
+    packed = np.asarray(keys).astype(np.uint64, copy=False)
+    shifts = np.arange(n_channels - 1, -1, -1, dtype=np.uint64) * np.uint64(8)
+    return ((packed[:, None] >> shifts[None, :]) & np.uint64(0xFF)).astype(np.uint8)
 
 
 def color_histogram(pixels: np.ndarray) -> ColorHistogram:
@@ -117,7 +119,7 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
     rank = np.empty(order.shape[0], dtype=np.int32)
     rank[order] = np.arange(order.shape[0], dtype=np.int32)
     return ColorHistogram(
-        colors=_unpack_keys(keys[order].astype(np.uint32), pixels.shape[1]),
+        colors=unpack_keys(keys[order], pixels.shape[1]),
         counts=counts[order],
         inverse=rank[first_seen_inverse],
     )

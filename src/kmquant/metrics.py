@@ -194,13 +194,13 @@ def delta_e(reference: np.ndarray, distorted: np.ndarray) -> DeltaE:
     ):
         raise ValueError("delta_e needs two uint8 RGB images of shape (H, W, 3)")
     from ._kernels import histogram_unsorted
+    from .histogram import unpack_keys
 
     pairs = np.concatenate([first.reshape(-1, 3), second.reshape(-1, 3)], axis=1)
     # Distinct (reference, distorted) colour pairs by the compiled hash table: no sort of
-    # every pixel. Keys pack the 6 bytes big-endian; unpack them back to colours.
+    # every pixel. Keys pack the 6 bytes big-endian, as pack_colors does.
     keys, counts, _ = histogram_unsorted(pairs)
-    shifts = np.arange(5, -1, -1, dtype=np.int64) * 8
-    distinct = ((keys[:, None] >> shifts[None, :]) & 0xFF).astype(np.float64) / 255.0
+    distinct = unpack_keys(keys, 6).astype(np.float64) / 255.0
     differences = deltaE_ciede2000(
         rgb2lab(distinct[None, :, :3])[0], rgb2lab(distinct[None, :, 3:])[0]
     )

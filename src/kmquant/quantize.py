@@ -344,6 +344,8 @@ def quantize_histogram(
             candidates = ~transparent
     n_free = n_colors - len(reserved)
     n_candidates = int(candidates.sum())
+    # Every distinct colour in the space k-means runs in, once: for the search and the mapping.
+    color_points = color_features(colors, space)
     n_iter = 0
     if n_candidates <= n_free:
         if n_candidates + len(reserved) < n_colors:
@@ -358,7 +360,6 @@ def quantize_histogram(
         found = np.zeros((0, n_channels), dtype=np.uint8)
     else:
         preset = PRESETS[speed]
-        points = color_features(colors[candidates], space)
         fit = fit_centers(
             colors[candidates],
             counts[candidates],
@@ -369,7 +370,7 @@ def quantize_histogram(
             max_iter=max_iter,
             tol=tol,
             rng=np.random.default_rng(rng),
-            points=points,
+            points=color_points[candidates],
             classes=alpha_classes(colors[candidates, 3]) if n_channels == 4 else None,
             tolerance_columns=4 if n_channels == 4 else None,
         )
@@ -386,6 +387,7 @@ def quantize_histogram(
         space=space,
         dither=dither,
         dither_strength=dither_strength,
+        color_points=color_points,
     )
 
 
@@ -448,6 +450,7 @@ def apply_palette(
     space: str = "rgb",
     dither: str = "none",
     dither_strength: float = 1.0,
+    color_points: np.ndarray | None = None,
 ) -> QuantizedImage:
     """Give every pixel a palette entry: the nearest one in ``space``, or dithered.
 
@@ -464,9 +467,12 @@ def apply_palette(
         Remove entries no pixel uses (default True); keep them for a shared palette.
     space, dither, dither_strength : optional
         As for :func:`quantize`.
+    color_points : ndarray, optional
+        ``color_features(histogram.colors, space)`` when the caller already has it.
     """
     palette = np.asarray(palette, dtype=np.uint8)
-    color_points = color_features(histogram.colors, space)
+    if color_points is None:
+        color_points = color_features(histogram.colors, space)
     palette_points = color_features(palette, space)
     dithered = dither != "none" and dither_strength > 0
     if dithered:

@@ -27,7 +27,8 @@ import numpy as np
 
 from . import _kernels
 from ._exceptions import QualityTooLowError
-from .engine import _split_along_principal_axis, coarse_points, initial_centers, lloyd
+from .colorspace import color_features
+from .engine import _split_along_principal_axis, initial_centers, lloyd, working_points
 from .histogram import ColorHistogram, color_histogram
 from .io import encode_png
 from .kmeans import _tolerance
@@ -160,15 +161,6 @@ def _widen(X: np.ndarray, weights: np.ndarray, centers: np.ndarray) -> np.ndarra
     return widened
 
 
-def _working_points(histogram: ColorHistogram, n_colors: int) -> tuple[np.ndarray, np.ndarray]:
-    colors = histogram.colors.astype(np.float64)
-    counts = histogram.counts.astype(np.float64)
-    coarse, weights = coarse_points(histogram.colors, histogram.counts, 5)
-    if coarse.shape[0] >= 8 * n_colors and coarse.shape[0] < colors.shape[0]:
-        return coarse, weights
-    return colors, counts
-
-
 def elbow_curve(
     image: np.ndarray,
     k_values: Sequence[int],
@@ -211,7 +203,9 @@ def elbow_curve(
     shape = pixels.shape[:2]
     histogram = color_histogram(pixels)
     generator = np.random.default_rng(rng)
-    X, weights = _working_points(histogram, ks[-1])
+    X, weights = working_points(histogram.colors, histogram.counts, ks[-1], 5)
+    # Mapping every colour to each K's palette needs the colours' features once, not per K.
+    color_points = color_features(histogram.colors, "rgb")
     tol_abs = _tolerance(X, weights, tol)
     n_pixel_values = float(pixels.shape[0] * pixels.shape[1] * pixels.shape[2])
     wanted = set(ks)
@@ -230,7 +224,11 @@ def elbow_curve(
         if k not in wanted:
             continue
         result = apply_palette(
-            histogram, shape, palette[luminance_order(palette)], squeeze_channels=squeezed
+            histogram,
+            shape,
+            palette[luminance_order(palette)],
+            squeeze_channels=squeezed,
+            color_points=color_points,
         )
         error = result.inertia / n_pixel_values
         points.append(

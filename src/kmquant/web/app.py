@@ -94,6 +94,14 @@ class ImageStore:
         return len(self._items)
 
 
+# Query parameters shared by the endpoints that quantize: validated once, here.
+KParam = Annotated[int, Query(ge=1, le=MAX_COLORS)]
+SpaceParam = Annotated[str, Query(pattern="^(" + "|".join(SPACES) + ")$")]
+DitherParam = Annotated[str, Query(pattern="^(" + "|".join(DITHERS) + ")$")]
+StrengthParam = Annotated[float, Query(ge=0, le=1)]
+SeedParam = Annotated[int, Query(ge=0, le=2**32 - 1)]
+
+
 def _store_image(store: ImageStore, data: bytes, name: str, max_pixels: int) -> dict[str, Any]:
     import io
 
@@ -237,11 +245,11 @@ def create_app(
     @app.get("/api/images/{image_id}/quantize", summary="Re-quantize: preview and metrics")
     def requantize(
         image_id: str,
-        k: Annotated[int, Query(ge=1, le=MAX_COLORS)] = 16,
-        space: Annotated[str, Query(pattern="^(" + "|".join(SPACES) + ")$")] = "rgb",
-        dither: Annotated[str, Query(pattern="^(" + "|".join(DITHERS) + ")$")] = "none",
-        strength: Annotated[float, Query(ge=0, le=1)] = 1.0,
-        seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+        k: KParam = 16,
+        space: SpaceParam = "rgb",
+        dither: DitherParam = "none",
+        strength: StrengthParam = 1.0,
+        seed: SeedParam = 0,
         speed: Annotated[str, Query(pattern="^(fast|default|best)$")] = "default",
     ) -> dict[str, Any]:
         stored = store.get(image_id)
@@ -284,11 +292,11 @@ def create_app(
     )
     def download(
         image_id: str,
-        k: Annotated[int, Query(ge=1, le=MAX_COLORS)] = 16,
-        space: Annotated[str, Query(pattern="^(" + "|".join(SPACES) + ")$")] = "rgb",
-        dither: Annotated[str, Query(pattern="^(" + "|".join(DITHERS) + ")$")] = "none",
-        strength: Annotated[float, Query(ge=0, le=1)] = 1.0,
-        seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+        k: KParam = 16,
+        space: SpaceParam = "rgb",
+        dither: DitherParam = "none",
+        strength: StrengthParam = 1.0,
+        seed: SeedParam = 0,
     ) -> Response:
         stored = store.get(image_id)
         result = _quantize(stored, k, space, dither, strength, seed)
@@ -304,10 +312,10 @@ def create_app(
     )
     def palette(
         image_id: str,
-        k: Annotated[int, Query(ge=1, le=MAX_COLORS)] = 16,
-        space: Annotated[str, Query(pattern="^(" + "|".join(SPACES) + ")$")] = "rgb",
+        k: KParam = 16,
+        space: SpaceParam = "rgb",
         format: Annotated[str, Query(pattern="^(json|gpl|css)$")] = "json",
-        seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+        seed: SeedParam = 0,
     ) -> Response:
         stored = store.get(image_id)
         result = _quantize(stored, k, space, "none", 1.0, seed)
