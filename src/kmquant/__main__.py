@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from .io import (
     atomic_write_bytes,
     check_output_path,
     decode_image,
+    encode_pixels_png,
     encode_png,
     read_bytes,
 )
@@ -611,7 +611,7 @@ def _palette(args: argparse.Namespace) -> int:
 
         order = share_order(shares)
         swatch = palette_swatch(result.palette[order], columns=result.n_colors, cell=32)
-        atomic_write_bytes(args.output, _png_bytes(swatch), overwrite=args.force)
+        atomic_write_bytes(args.output, encode_pixels_png(swatch), overwrite=args.force)
         print(f"{result.n_colors} colours -> {args.output}")
         return EXIT_OK
     text = palette_text(result.palette, shares, args.format, name=name)
@@ -621,14 +621,6 @@ def _palette(args: argparse.Namespace) -> int:
     else:
         print(text)
     return EXIT_OK
-
-
-def _png_bytes(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _elbow(args: argparse.Namespace) -> int:

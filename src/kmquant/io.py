@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_output_path",
     "decode_image",
+    "encode_pixels_png",
     "encode_png",
     "read_bytes",
     "read_image",
@@ -217,6 +218,13 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
         indexed.save(buffer, format="PNG", optimize=True, **options)
     else:
         indexed.save(buffer, format="PNG", compress_level=1, **options)
+    return buffer.getvalue()
+
+
+def encode_pixels_png(pixels: np.ndarray, *, compress_level: int = 6) -> bytes:
+    """A plain (not indexed) PNG of a uint8 grey, RGB or RGBA array: swatches, previews."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels)).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 

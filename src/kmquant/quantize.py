@@ -31,7 +31,6 @@ __all__ = [
     "QuantizedImage",
     "apply_palette",
     "as_uint8_image",
-    "flatten_alpha",
     "prepare_pixels",
     "quantize",
     "quantize_histogram",
@@ -147,14 +146,6 @@ def as_uint8_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
     else:
         raise TypeError(f"image must be a numeric array, got dtype={array.dtype}")
     return pixels, squeezed
-
-
-def flatten_alpha(pixels: np.ndarray) -> np.ndarray:
-    """Composite uint8 grey+alpha or RGBA (H, W, 2 or 4) over white, dropping the alpha."""
-    colour = pixels[:, :, :-1].astype(np.float64)
-    alpha = pixels[:, :, -1:].astype(np.float64) / 255.0
-    composite = colour * alpha + 255.0 * (1.0 - alpha)
-    return np.floor(composite + 0.5).astype(np.uint8)
 
 
 def _check_options(init: str, n_init: int | None, max_iter: int, tol: float, speed: str) -> None:

@@ -29,7 +29,7 @@ from .._exceptions import ImageReadError, KmquantError
 from .._sample import sample_image_path
 from ..colorspace import SPACES
 from ..histogram import ColorHistogram, color_histogram
-from ..io import decode_image, encode_png, read_bytes
+from ..io import decode_image, encode_pixels_png, encode_png, read_bytes
 from ..metrics import composite, mse, ssim
 from ..palette import hex_code, palette_shares, palette_text, share_order
 from ..quantize import MAX_COLORS, QuantizedImage, prepare_pixels, quantize_histogram
@@ -239,8 +239,7 @@ def create_app(
     )
     def original(image_id: str) -> Response:
         stored = store.get(image_id)
-        buffer = _png_of(stored.pixels)
-        return Response(buffer, media_type="image/png")
+        return Response(encode_pixels_png(stored.pixels, compress_level=1), media_type="image/png")
 
     @app.get("/api/images/{image_id}/quantize", summary="Re-quantize: preview and metrics")
     def requantize(
@@ -335,11 +334,3 @@ def create_app(
         return JSONResponse({"detail": str(error)}, status_code=400)
 
     return app
-
-
-def _png_of(pixels: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
