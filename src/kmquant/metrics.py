@@ -67,7 +67,10 @@ def psnr(reference: np.ndarray, distorted: np.ndarray, *, data_range: float = 25
     >>> round(psnr(np.zeros(4), np.full(4, 255.0)), 6)
     0.0
     """
-    error = mse(reference, distorted)
+    return _psnr_from_mse(mse(reference, distorted), data_range)
+
+
+def _psnr_from_mse(error: float, data_range: float = 255.0) -> float:
     if error == 0:
         return math.inf
     return float(10.0 * math.log10(data_range**2 / error))
@@ -255,12 +258,19 @@ BLACK = (0, 0, 0)
 WHITE = (255, 255, 255)
 
 
-def quality_report(reference: np.ndarray, distorted: np.ndarray) -> dict[str, float]:
+def quality_report(
+    reference: np.ndarray,
+    distorted: np.ndarray,
+    *,
+    with_ssim: bool = True,
+    with_delta_e: bool = True,
+) -> dict[str, float]:
     """Every quality metric of a result: MSE, PSNR, SSIM and CIEDE2000 (mean and p95).
 
     For RGB(A) uint8 images of the same shape. An image with alpha (4 channels) is judged
     as it would be seen: composited over black and over white, keeping the worse value of
-    each metric. Greyscale images get no CIEDE2000.
+    each metric. Greyscale images get no CIEDE2000. ``with_ssim`` and ``with_delta_e`` leave
+    out the costly metrics when a caller needs only the error.
 
     Returns
     -------
@@ -274,8 +284,11 @@ def quality_report(reference: np.ndarray, distorted: np.ndarray) -> dict[str, fl
         views = [(first, second)]
     reports = []
     for a, b in views:
-        report = {"mse": mse(a, b), "psnr": psnr(a, b), "ssim": ssim(a, b)}
-        if a.ndim == 3 and a.shape[2] == 3:
+        error = mse(a, b)
+        report = {"mse": error, "psnr": _psnr_from_mse(error)}
+        if with_ssim:
+            report["ssim"] = ssim(a, b)
+        if with_delta_e and a.ndim == 3 and a.shape[2] == 3:
             difference = delta_e(a, b)
             report["delta_e"], report["delta_e_p95"] = difference.mean, difference.p95
         reports.append(report)

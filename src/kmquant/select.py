@@ -32,7 +32,7 @@ from .engine import _split_along_principal_axis, initial_centers, lloyd, working
 from .histogram import ColorHistogram, color_histogram
 from .io import encode_png
 from .kmeans import _tolerance
-from .metrics import delta_e, psnr, quality_report, ssim
+from .metrics import delta_e, quality_report
 from .palette import centers_to_palette, luminance_order
 from .quantize import MAX_COLORS, QuantizedImage, apply_palette, prepare_pixels, quantize_histogram
 
@@ -371,16 +371,20 @@ def fewest_colors(
         if k not in cache:
             result = result_for(k)
             output = result.to_image().reshape(pixels.shape)
-            if pixels.shape[2] == 4:
-                # Judge transparency as seen: over black and white, the worse of the two.
-                report = quality_report(pixels, output)
-                values = {name: report[name] for name in ("psnr", "ssim", "delta_e")}
-            else:
-                values = {"psnr": psnr(pixels, output)}
-                if min_ssim is not None:
-                    values["ssim"] = ssim(pixels, output)
-                if max_delta_e is not None:
-                    values["delta_e"] = delta_e(pixels, output).mean
+            # Transparency is judged as seen: over black and white, the worse of the two;
+            # for it every metric is reported, as before, else only the targeted ones.
+            with_alpha = pixels.shape[2] == 4
+            report = quality_report(
+                pixels,
+                output,
+                with_ssim=with_alpha or min_ssim is not None,
+                with_delta_e=with_alpha or max_delta_e is not None,
+            )
+            values: dict[str, float] = {
+                name: report[name] for name in ("psnr", "ssim", "delta_e") if name in report
+            }
+            if max_delta_e is not None and "delta_e" not in values:
+                delta_e(pixels, output)  # raises: CIEDE2000 needs colour
             cache[k] = (result, values)
         return cache[k]
 
@@ -471,7 +475,8 @@ def best_within_bytes(
     chosen = high + 1 - first_fit
     result, n_bytes = evaluate(chosen)
     output = result.to_image().reshape(pixels.shape)
-    values = {"psnr": quality_report(pixels, output)["psnr"], "bytes": float(n_bytes)}
+    peak = quality_report(pixels, output, with_ssim=False, with_delta_e=False)["psnr"]
+    values = {"psnr": peak, "bytes": float(n_bytes)}
     reason = f"most colours within {max_bytes:,} bytes: K={chosen} takes {n_bytes:,} bytes"
     if chosen < high:
         reason += f"; K={chosen + 1} takes {evaluate(chosen + 1)[1]:,}"
