@@ -87,6 +87,30 @@ def test_compiled_kmeans_plusplus_picks_distinct_points_one_per_group():
         assert all((X == row).all(axis=1).any() for row in centers)
 
 
+def test_kmeans_plusplus_trial_potentials_same_serial_or_parallel(small_photo):
+    # The potentials are summed per block of points and the blocks in order, so the serial
+    # and the threaded drivers must agree to the last bit, and with a plain sum to rounding.
+    hist = color_histogram(small_photo)
+    X = hist.colors.astype(np.float64)
+    weights = hist.counts.astype(np.float64)
+    closest = ((X - X[0]) ** 2).sum(1)
+    candidates = np.array([3, len(X) // 2, len(X) - 1], dtype=np.intp)
+    n_blocks = (len(X) + _kernels._BLOCK - 1) // _kernels._BLOCK
+    assert n_blocks > 1
+    serial = np.empty((n_blocks, 3))
+    threaded = np.empty((n_blocks, 3))
+    X_t = np.ascontiguousarray(X.T)
+    _kernels._trial_potentials_serial(
+        X_t, weights, closest, candidates, serial, np.empty((n_blocks, _kernels._BLOCK))
+    )
+    _kernels._trial_potentials_parallel(
+        X_t, weights, closest, candidates, threaded, np.empty((n_blocks, _kernels._BLOCK))
+    )
+    assert np.array_equal(serial, threaded)
+    expected = [np.sum(weights * np.minimum(closest, ((X - X[c]) ** 2).sum(1))) for c in candidates]
+    np.testing.assert_allclose(serial.sum(0), expected, rtol=1e-12)
+
+
 def test_compiled_kmeans_plusplus_reports_too_few_points():
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match="only 2 distinct points"):

@@ -398,20 +398,66 @@ def _first_above(cumulative, value):  # pragma: no cover - compiled
     return low
 
 
-@njit(cache=True, nogil=True)
-def _candidate_distances(X, candidates, closest, out):  # pragma: no cover - compiled
-    """``out[t, i] = min(closest[i], ||X[i] - X[candidates[t]]||^2)``.
+@njit(cache=True, nogil=True, fastmath=True)
+def _trial_potentials_of_block(
+    X_t, weights, closest, candidates, block, out, scratch
+):  # pragma: no cover - compiled
+    """``out[block, t]``: sum over the block's points of ``w * min(closest, d(x, cand_t)^2)``.
 
-    Serial: k-means++ runs on a few thousand coarse points, where starting threads for each
-    of the K steps costs more than it saves.
+    ``X_t`` is the points transposed (d, n), so every loop runs over contiguous points and
+    vectorises; ``fastmath`` lets the block's sum vectorise too. The block partition is
+    fixed, so the sums do not depend on the number of threads.
     """
-    for i in range(X.shape[0]):
-        for t in range(candidates.shape[0]):
-            distance = 0.0
-            for feature in range(X.shape[1]):
-                difference = X[i, feature] - X[candidates[t], feature]
-                distance += difference * difference
-            out[t, i] = min(closest[i], distance)
+    start = block * _BLOCK
+    stop = min(X_t.shape[1], start + _BLOCK)
+    distances = scratch[block]
+    for t in range(candidates.shape[0]):
+        candidate = candidates[t]
+        for i in range(start, stop):
+            distances[i - start] = 0.0
+        for feature in range(X_t.shape[0]):
+            row = X_t[feature]
+            value = row[candidate]
+            for i in range(start, stop):
+                difference = row[i] - value
+                distances[i - start] += difference * difference
+        total = 0.0
+        for i in range(start, stop):
+            total += weights[i] * min(closest[i], distances[i - start])
+        out[block, t] = total
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _trial_potentials_parallel(X_t, weights, closest, candidates, out, scratch):  # pragma: no cover
+    for block in prange(out.shape[0]):
+        _trial_potentials_of_block(X_t, weights, closest, candidates, block, out, scratch)
+
+
+@njit(cache=True, nogil=True)
+def _trial_potentials_serial(X_t, weights, closest, candidates, out, scratch):  # pragma: no cover
+    for block in range(out.shape[0]):
+        _trial_potentials_of_block(X_t, weights, closest, candidates, block, out, scratch)
+
+
+@njit(cache=True, nogil=True)
+def _closer_to(X_t, point, closest, scratch):  # pragma: no cover - compiled
+    """``closest[i] = min(closest[i], ||X[i] - X[point]||^2)`` for every i (``X_t`` is X.T)."""
+    n_points = X_t.shape[1]
+    for i in range(n_points):
+        scratch[i] = 0.0
+    for feature in range(X_t.shape[0]):
+        row = X_t[feature]
+        value = row[point]
+        for i in range(n_points):
+            difference = row[i] - value
+            scratch[i] += difference * difference
+    for i in range(n_points):
+        closest[i] = min(closest[i], scratch[i])
+
+
+# Below this many point-trial distances per step, k-means++ stays on one thread: starting
+# threads for each of the K steps would cost more than it saves.
+_PARALLEL_TRIAL_WORK = 65536
 
 
 @njit(cache=True, nogil=True)
@@ -421,24 +467,26 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
     Reads ``X`` (n, d), ``weights`` (n,), ``uniforms`` (n_colors, n_trials) in [0, 1).
     Returns ``(centers, n_found)``: ``centers`` (n_colors, d) with rows ``n_found`` and after
     unset when the points ran out (fewer distinct points of positive weight than n_colors).
-    Same algorithm as :func:`kmquant.kmeans.kmeans_init_centroids`, with serial sums.
+    Same algorithm as :func:`kmquant.kmeans.kmeans_init_centroids`. Each trial's potential
+    is summed per block of points and the blocks in order, so one or several threads give
+    the same sums; only the chosen candidate's distances are kept.
     """
     n_points, n_features = X.shape
     n_trials = uniforms.shape[1]
     centers = np.zeros((n_colors, n_features))
     cumulative = np.cumsum(weights)
     first = _first_above(cumulative, uniforms[0, 0] * cumulative[-1])
-    closest = np.empty(n_points)
-    for i in range(n_points):
-        distance = 0.0
-        for feature in range(n_features):
-            difference = X[i, feature] - X[first, feature]
-            distance += difference * difference
-        closest[i] = distance
+    X_t = np.ascontiguousarray(X.T)
+    point_scratch = np.empty(n_points)
+    closest = np.full(n_points, np.inf)
+    _closer_to(X_t, first, closest, point_scratch)
     for feature in range(n_features):
         centers[0, feature] = X[first, feature]
-    trial_distances = np.empty((n_trials, n_points))
+    n_blocks = (n_points + _BLOCK - 1) // _BLOCK
+    block_potentials = np.empty((n_blocks, n_trials))
+    block_scratch = np.empty((n_blocks, _BLOCK))
     candidates = np.empty(n_trials, dtype=np.intp)
+    parallel = n_points * n_trials >= _PARALLEL_TRIAL_WORK
     for index in range(1, n_colors):
         total = 0.0
         for i in range(n_points):
@@ -448,18 +496,24 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
             return centers, index
         for t in range(n_trials):
             candidates[t] = min(_first_above(cumulative, uniforms[index, t] * total), n_points - 1)
-        _candidate_distances(X, candidates, closest, trial_distances)
+        if parallel:
+            _trial_potentials_parallel(
+                X_t, weights, closest, candidates, block_potentials, block_scratch
+            )
+        else:
+            _trial_potentials_serial(
+                X_t, weights, closest, candidates, block_potentials, block_scratch
+            )
         best_trial = 0
         best_potential = np.inf
         for t in range(n_trials):
             potential = 0.0
-            for i in range(n_points):
-                potential += weights[i] * trial_distances[t, i]
+            for block in range(n_blocks):
+                potential += block_potentials[block, t]
             if potential < best_potential:
                 best_potential = potential
                 best_trial = t
-        for i in range(n_points):
-            closest[i] = trial_distances[best_trial, i]
+        _closer_to(X_t, candidates[best_trial], closest, point_scratch)
         for feature in range(n_features):
             centers[index, feature] = X[candidates[best_trial], feature]
     return centers, n_colors
