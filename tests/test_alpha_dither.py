@@ -13,6 +13,7 @@ from PIL import Image
 from kmquant import encode_png, metrics, quantize, read_image, remap_image
 from kmquant.__main__ import main
 from kmquant.colorspace import alpha_classes
+from kmquant.select import elbow_curve
 
 
 def soft_disc(sample_image: np.ndarray, size: int = 96) -> np.ndarray:
@@ -184,3 +185,13 @@ def test_cli_space_dither_and_alpha_metrics(disc, tmp_path, capsys):
     np.testing.assert_array_equal(alpha_classes(written[..., 3]), alpha_classes(disc[..., 3]))
     assert main(["compress", str(source), "--dither", "sideways"]) == 2
     assert main(["compress", str(source), "--dither-strength", "2"]) == 2
+
+
+def test_elbow_sweep_on_rgba_clusters_like_quantize(disc):
+    # The sweep must solve quantize()'s problem: transparent pixels in one reserved entry
+    # (their junk colours cost nothing) and premultiplied colour apart by alpha class.
+    curve = elbow_curve(disc, range(3, 17), rng=0)
+    inertia = np.array(curve.inertia)
+    assert np.all(np.diff(inertia) < 0)
+    direct = quantize(disc, 16, rng=0).inertia
+    assert inertia[-1] <= 1.1 * direct

@@ -28,9 +28,11 @@ from .palette import luminance_order
 from .remap import DITHERS, dither_labels, nearest_palette_labels
 
 __all__ = [
+    "ClusteringProblem",
     "QuantizedImage",
     "apply_palette",
     "as_uint8_image",
+    "clustering_problem",
     "prepare_pixels",
     "quantize",
     "quantize_histogram",
@@ -297,6 +299,75 @@ def _palette_order(palette: np.ndarray) -> np.ndarray:
     return order[np.argsort(rank, kind="stable")]
 
 
+@dataclass(frozen=True)
+class ClusteringProblem:
+    """What k-means clusters for a colour histogram, and what it leaves out.
+
+    With an alpha channel, every fully transparent colour maps to one reserved entry
+    (0, 0, 0, 0) and k-means sees only the other colours, with their alpha classes.
+
+    Attributes
+    ----------
+    reserved : ndarray of uint8, shape (0 or 1, n_channels)
+        Entries every palette gets before the k-means centres.
+    colors, counts : ndarray
+        The candidate colours (not reserved) and their pixel counts.
+    points : ndarray of float64
+        The candidates' features in the space k-means runs in.
+    all_points : ndarray of float64
+        Features of every colour of the histogram, for mapping pixels to a palette.
+    classes : ndarray of int or None
+        Alpha classes of the candidates (None without alpha).
+    tolerance_columns : int or None
+        Columns that set Lloyd's tolerance (the class column would swamp it).
+    """
+
+    reserved: np.ndarray
+    colors: np.ndarray
+    counts: np.ndarray
+    points: np.ndarray
+    all_points: np.ndarray
+    classes: np.ndarray | None
+    tolerance_columns: int | None
+
+    @property
+    def n_channels(self) -> int:
+        """Channels of the colours (1, 3 or 4)."""
+        return int(self.reserved.shape[1])
+
+    @property
+    def n_candidates(self) -> int:
+        """Distinct colours k-means may cluster."""
+        return int(self.colors.shape[0])
+
+    def palette_with(self, found: np.ndarray) -> np.ndarray:
+        """The reserved entries plus ``found``, transparent first, then darkest first."""
+        palette = np.concatenate([self.reserved, found])
+        return palette[_palette_order(palette)]
+
+
+def clustering_problem(histogram: ColorHistogram, space: str) -> ClusteringProblem:
+    """Split a histogram into reserved entries and the colours k-means clusters in ``space``."""
+    colors, counts = histogram.colors, histogram.counts
+    n_channels = colors.shape[1]
+    all_points = color_features(colors, space)
+    reserved = np.zeros((0, n_channels), dtype=np.uint8)
+    if n_channels != 4:
+        return ClusteringProblem(reserved, colors, counts, all_points, all_points, None, None)
+    candidates = colors[:, 3] != 0
+    if not candidates.all():
+        reserved = np.zeros((1, 4), dtype=np.uint8)
+    return ClusteringProblem(
+        reserved,
+        colors[candidates],
+        counts[candidates],
+        all_points[candidates],
+        all_points,
+        alpha_classes(colors[candidates, 3]),
+        4,
+    )
+
+
 def quantize_histogram(
     histogram: ColorHistogram,
     shape: tuple[int, int],
@@ -323,37 +394,25 @@ def quantize_histogram(
         raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
     _check_options(init, n_init, max_iter, tol, speed)
     _check_rendering(space, dither, dither_strength)
-    colors, counts = histogram.colors, histogram.counts
-    n_channels = colors.shape[1]
-    reserved = np.zeros((0, n_channels), dtype=np.uint8)
-    candidates = np.ones(len(colors), dtype=bool)
-    if n_channels == 4:
-        transparent = colors[:, 3] == 0
-        if transparent.any():
-            # Every fully transparent pixel shares one entry, whatever its colour channels.
-            reserved = np.zeros((1, 4), dtype=np.uint8)
-            candidates = ~transparent
-    n_free = n_colors - len(reserved)
-    n_candidates = int(candidates.sum())
-    # Every distinct colour in the space k-means runs in, once: for the search and the mapping.
-    color_points = color_features(colors, space)
+    problem = clustering_problem(histogram, space)
+    n_free = n_colors - len(problem.reserved)
     n_iter = 0
-    if n_candidates <= n_free:
-        if n_candidates + len(reserved) < n_colors:
+    if problem.n_candidates <= n_free:
+        if problem.n_candidates + len(problem.reserved) < n_colors:
             warnings.warn(
-                f"the image has only {n_candidates + len(reserved)} distinct colours, fewer "
-                f"than n_colors={n_colors}; they are kept exactly",
+                f"the image has only {problem.n_candidates + len(problem.reserved)} distinct "
+                f"colours, fewer than n_colors={n_colors}; they are kept exactly",
                 KmquantWarning,
                 stacklevel=3,
             )
-        found = colors[candidates]
+        found = problem.colors
     elif n_free < 1:
-        found = np.zeros((0, n_channels), dtype=np.uint8)
+        found = np.zeros((0, problem.n_channels), dtype=np.uint8)
     else:
         preset = PRESETS[speed]
         fit = fit_centers(
-            colors[candidates],
-            counts[candidates],
+            problem.colors,
+            problem.counts,
             n_free,
             preset=preset,
             init=init,
@@ -361,24 +420,22 @@ def quantize_histogram(
             max_iter=max_iter,
             tol=tol,
             rng=np.random.default_rng(rng),
-            points=color_points[candidates],
-            classes=alpha_classes(colors[candidates, 3]) if n_channels == 4 else None,
-            tolerance_columns=4 if n_channels == 4 else None,
+            points=problem.points,
+            classes=problem.classes,
+            tolerance_columns=problem.tolerance_columns,
         )
-        found = features_to_palette(fit.centers, space, n_channels)
+        found = features_to_palette(fit.centers, space, problem.n_channels)
         n_iter = fit.n_iter
-    palette = np.concatenate([reserved, found])
-    palette = palette[_palette_order(palette)]
     return apply_palette(
         histogram,
         shape,
-        palette,
+        problem.palette_with(found),
         n_iter=n_iter,
         squeeze_channels=squeeze_channels,
         space=space,
         dither=dither,
         dither_strength=dither_strength,
-        color_points=color_points,
+        color_points=problem.all_points,
     )
 
 

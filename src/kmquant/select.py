@@ -27,14 +27,20 @@ import numpy as np
 
 from . import _kernels
 from ._exceptions import QualityTooLowError
-from .colorspace import color_features
+from .colorspace import features_to_palette
 from .engine import _split_along_principal_axis, initial_centers, lloyd, working_points
 from .histogram import ColorHistogram, color_histogram
 from .io import encode_png
 from .kmeans import _tolerance
 from .metrics import delta_e, quality_report
-from .palette import centers_to_palette, luminance_order
-from .quantize import MAX_COLORS, QuantizedImage, apply_palette, prepare_pixels, quantize_histogram
+from .quantize import (
+    MAX_COLORS,
+    QuantizedImage,
+    apply_palette,
+    clustering_problem,
+    prepare_pixels,
+    quantize_histogram,
+)
 
 __all__ = [
     "Choice",
@@ -203,32 +209,41 @@ def elbow_curve(
     shape = pixels.shape[:2]
     histogram = color_histogram(pixels)
     generator = np.random.default_rng(rng)
-    X, weights = working_points(histogram.colors, histogram.counts, ks[-1], 5)
-    # Mapping every colour to each K's palette needs the colours' features once, not per K.
-    color_points = color_features(histogram.colors, "rgb")
-    tol_abs = _tolerance(X, weights, tol)
+    # The same problem quantize() solves: with alpha, transparent pixels share a reserved
+    # entry and the other colours are clustered premultiplied, apart by alpha class.
+    problem = clustering_problem(histogram, "rgb")
+    n_reserved = len(problem.reserved)
+    X, weights = working_points(
+        problem.colors,
+        problem.counts,
+        max(1, ks[-1] - n_reserved),
+        5,
+        points=problem.points,
+        classes=problem.classes,
+    )
+    tol_abs = _tolerance(X[:, : problem.tolerance_columns], weights, tol)
     n_pixel_values = float(pixels.shape[0] * pixels.shape[1] * pixels.shape[2])
     wanted = set(ks)
     points = []
     centers = None
     for k in range(ks[0], ks[-1] + 1):
-        if k >= histogram.n_colors:
-            palette = histogram.colors
+        n_free = k - n_reserved
+        if n_free >= problem.n_candidates:
+            found = problem.colors
+        elif n_free < 1:
+            found = problem.reserved[:0]
         else:
             if centers is None:
-                centers = initial_centers(X, weights, k, "k-means++", generator)
+                centers = initial_centers(X, weights, n_free, "k-means++", generator)
             else:
                 centers = _widen(X, weights, centers)
             centers, _ = lloyd(X, weights, centers, max_iter, tol_abs)
-            palette = centers_to_palette(centers)
+            found = features_to_palette(centers, "rgb", problem.n_channels)
+        palette = problem.palette_with(found)
         if k not in wanted:
             continue
         result = apply_palette(
-            histogram,
-            shape,
-            palette[luminance_order(palette)],
-            squeeze_channels=squeezed,
-            color_points=color_points,
+            histogram, shape, palette, squeeze_channels=squeezed, color_points=problem.all_points
         )
         error = result.inertia / n_pixel_values
         points.append(
