@@ -87,3 +87,35 @@ def test_rgb_gives_the_best_psnr_of_all_spaces(sample_image):
         for space in colorspace.SPACES
     }
     assert max(psnrs, key=psnrs.get) == "rgb"
+
+
+def random_rgba(n: int = 500) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    colors = rng.integers(0, 256, (n, 4)).astype(np.uint8)
+    colors[: n // 5, 3] = 255
+    colors[n // 5 : n // 4, 3] = 0
+    colors[colors[:, 3] == 0, :3] = 0
+    return colors
+
+
+@pytest.mark.parametrize("space", colorspace.SPACES)
+def test_rgba_features_round_trip_to_the_same_palette(space):
+    colors = random_rgba()
+    back = colorspace.features_to_palette(colorspace.color_features(colors, space), space, 4)
+    np.testing.assert_array_equal(back[:, 3], colors[:, 3])
+    visible = colors[:, 3] >= 8  # below that, a colour step is under half a level of alpha
+    assert np.abs(back[visible, :3].astype(int) - colors[visible, :3]).max() <= 1
+
+
+def test_rgba_feature_distance_is_the_error_over_black_plus_over_white():
+    colors = random_rgba().astype(np.float64)
+    features = colorspace.color_features(colors.astype(np.uint8), "rgb")
+    first, second = colors[::2][:200], colors[1::2][:200]
+    expected = np.zeros(len(first))
+    for background in (0.0, 255.0):
+        over = [
+            c[:, :3] * c[:, 3:] / 255 + background * (1 - c[:, 3:] / 255) for c in (first, second)
+        ]
+        expected += ((over[0] - over[1]) ** 2).sum(1)
+    difference = features[::2][:200, :6] - features[1::2][:200, :6]
+    np.testing.assert_allclose((difference**2).sum(1), expected, rtol=1e-9, atol=1e-9)

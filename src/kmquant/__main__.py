@@ -172,7 +172,8 @@ def _add_kmeans_options(parser: argparse.ArgumentParser, *, k_help: str | None =
         "--n-init",
         type=_positive_int,
         default=None,
-        help="k-means restarts, best kept (default: 1 with --speed fast, else 3)",
+        help="k-means restarts, best kept (default: 1 with --speed fast, else 3; 10 for "
+        "images with few colours)",
     )
     parser.add_argument(
         "--max-iter",

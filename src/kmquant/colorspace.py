@@ -217,17 +217,29 @@ def alpha_classes(alpha: np.ndarray) -> np.ndarray:
     return np.where(alpha == 255, OPAQUE, np.where(alpha == 0, TRANSPARENT, PARTIAL))
 
 
+def _white(space: str) -> np.ndarray:
+    """Coordinates of sRGB white in ``space`` (black is the origin of every space here)."""
+    return to_space(np.full((1, 3), 255, dtype=np.uint8), space)[0]
+
+
 def color_features(colors: np.ndarray, space: str) -> np.ndarray:
-    """The points k-means sees for uint8 colours of 1, 3 or 4 channels.
+    r"""The points k-means sees for uint8 colours of 1, 3 or 4 channels.
 
     Grey (1 channel) in ``rgb`` stays its value; otherwise grey is taken as RGB. RGB colours
-    are converted to ``space``. RGBA colours become ``(c * a, a * s, class * 1000 s)``: the
-    colour premultiplied by the alpha a in 0..1 (so colour differences of nearly invisible
-    pixels cost little), the alpha on the space's scale s, and the alpha class far away.
+    are converted to ``space``.
+
+    An RGBA colour is judged as it is seen: composited over black and over white. With
+    :math:`c` the colour in the space, :math:`a` its alpha in 0..1 and :math:`W` white (black
+    is the origin), it becomes :math:`(a c,\; a c - a W,\; 1000\,s\,\text{class})`: the
+    colour over black, the colour over white less the constant :math:`W`, and the alpha
+    class far away (:math:`s` is the space's scale). The squared distance between two such
+    points is the squared error over black plus the squared error over white, so k-means
+    minimises exactly what the composited metrics measure; differences of nearly invisible
+    colours cost little, and no cluster mixes alpha classes.
 
     Returns
     -------
-    ndarray of float64, shape (n, d) with d = 1, 3 or 5
+    ndarray of float64, shape (n, d) with d = 1, 3 or 7
     """
     colors = np.asarray(colors)
     n_channels = colors.shape[1]
@@ -239,11 +251,13 @@ def color_features(colors: np.ndarray, space: str) -> np.ndarray:
         return to_space(colors, space)
     if n_channels != 4:
         raise ValueError(f"colors must have 1, 3 or 4 channels, got {n_channels}")
-    scale = space_scale(space)
-    alpha = colors[:, 3].astype(np.float64) / 255.0
-    base = to_space(colors[:, :3], space) * alpha[:, None]
+    alpha = colors[:, 3:4].astype(np.float64) / 255.0
+    over_black = to_space(colors[:, :3], space) * alpha
+    over_white = over_black - alpha * _white(space)
     classes = alpha_classes(colors[:, 3]).astype(np.float64)
-    return np.column_stack([base, alpha * scale, classes * _CLASS_SEPARATION * scale])
+    return np.column_stack(
+        [over_black, over_white, classes * _CLASS_SEPARATION * space_scale(space)]
+    )
 
 
 def features_to_palette(centers: np.ndarray, space: str, n_channels: int) -> np.ndarray:
@@ -258,11 +272,13 @@ def features_to_palette(centers: np.ndarray, space: str, n_channels: int) -> np.
         return np.clip(np.floor(srgb + 0.5), 0, 255).astype(np.uint8)
     if n_channels == 3:
         return np.clip(np.floor(from_space(centers, space) + 0.5), 0, 255).astype(np.uint8)
-    scale = space_scale(space)
-    alpha = np.clip(centers[:, 3] / scale, 0.0, 1.0)
-    classes = np.rint(centers[:, 4] / (_CLASS_SEPARATION * scale)).astype(np.int64)
+    white = _white(space)
+    over_black, over_white = centers[:, :3], centers[:, 3:6]
+    # Over black minus over white is a W: project it on W for the alpha.
+    alpha = np.clip((over_black - over_white) @ white / (white @ white), 0.0, 1.0)
+    classes = np.rint(centers[:, 6] / (_CLASS_SEPARATION * space_scale(space))).astype(np.int64)
     safe_alpha = np.where(alpha > 0, alpha, 1.0)
-    srgb = from_space(centers[:, :3] / safe_alpha[:, None], space)
+    srgb = from_space(over_black / safe_alpha[:, None], space)
     alpha_byte = np.where(
         classes == OPAQUE,
         255,

@@ -69,11 +69,19 @@ class SpeedPreset:
         """Whether K = ``n_colors`` is above :attr:`finer_above`."""
         return self.finer_above is not None and n_colors > self.finer_above
 
-    def restarts_for(self, n_colors: int) -> int:
-        """k-means++ restarts for K = ``n_colors``."""
+    def restarts_for(self, n_colors: int, n_points: int | None = None) -> int:
+        """k-means++ restarts for K = ``n_colors`` on ``n_points`` working points.
+
+        Small problems (icons, graphics: at most 16,384 point-centre pairs, under a
+        millisecond a run) get at least 10 restarts: there one unlucky start decides the
+        result, and ten cost less than one run on a photo.
+        """
+        restarts = self.n_init
         if self.is_large(n_colors) and self.large_n_init is not None:
-            return self.large_n_init
-        return self.n_init
+            restarts = self.large_n_init
+        if n_points is not None and n_points * n_colors <= _SMALL_PROBLEM:
+            restarts = max(restarts, _SMALL_PROBLEM_RESTARTS)
+        return restarts
 
     def swaps_for(self, n_colors: int) -> int:
         """Swap attempts for K = ``n_colors``."""
@@ -102,6 +110,10 @@ PRESETS: dict[str, SpeedPreset] = {
     ),
     "best": SpeedPreset(coarse_bits=None, n_init=3, swap_trials=30),
 }
+
+# Point-centre pairs up to which a problem counts as small, and its restarts.
+_SMALL_PROBLEM = 16384
+_SMALL_PROBLEM_RESTARTS = 10
 
 # Merge colours only when the coarse set still has this many points per centre...
 _MIN_COARSE_POINTS_PER_CENTER = 8
@@ -310,7 +322,7 @@ def fit_centers(
     *,
     preset: SpeedPreset,
     init: str,
-    n_init: int,
+    n_init: int | None,
     max_iter: int,
     tol: float,
     rng: np.random.Generator,
@@ -329,7 +341,8 @@ def fit_centers(
     n_colors : int
     preset : SpeedPreset
     init, n_init, max_iter, tol, rng
-        As for :func:`kmquant.quantize`; ``n_init`` overrides the preset's restarts.
+        As for :func:`kmquant.quantize`; ``n_init`` overrides the preset's restarts (None:
+        :meth:`SpeedPreset.restarts_for` the working points).
     points : ndarray of float, shape (m, d), optional
         The colours in the space k-means runs in (default: ``colors``).
     classes : ndarray of int, shape (m,), optional
@@ -350,6 +363,8 @@ def fit_centers(
         return _tolerance(data[:, :tolerance_columns], data_weights, tol)
 
     tol_abs = tolerance(X, weights)
+    if n_init is None:
+        n_init = preset.restarts_for(n_colors, X.shape[0])
     best_centers: np.ndarray | None = None
     best_inertia = math.inf
     n_iter = 0

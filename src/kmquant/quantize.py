@@ -191,7 +191,8 @@ def quantize(
         How each restart picks its first centres (see :func:`kmeans_init_centroids`).
     n_init : int, optional
         Number of k-means restarts; the one with the lowest inertia is kept (default: the
-        speed preset's, 1 for "fast", 3 otherwise).
+        speed preset's, 1 for "fast", 3 otherwise (2 above K = 96), and at least 10 for
+        small problems such as icons with a few hundred colours).
     max_iter : int, optional
         Most Lloyd iterations per restart (default 300).
     tol : float, optional
@@ -319,7 +320,7 @@ class ClusteringProblem:
     classes : ndarray of int or None
         Alpha classes of the candidates (None without alpha).
     tolerance_columns : int or None
-        Columns that set Lloyd's tolerance (the class column would swamp it).
+        Columns that set Lloyd's tolerance: all but the class column, which would swamp it.
     """
 
     reserved: np.ndarray
@@ -364,7 +365,7 @@ def clustering_problem(histogram: ColorHistogram, space: str) -> ClusteringProbl
         all_points[candidates],
         all_points,
         alpha_classes(colors[candidates, 3]),
-        4,
+        all_points.shape[1] - 1,
     )
 
 
@@ -409,14 +410,13 @@ def quantize_histogram(
     elif n_free < 1:
         found = np.zeros((0, problem.n_channels), dtype=np.uint8)
     else:
-        preset = PRESETS[speed]
         fit = fit_centers(
             problem.colors,
             problem.counts,
             n_free,
-            preset=preset,
+            preset=PRESETS[speed],
             init=init,
-            n_init=preset.restarts_for(n_free) if n_init is None else n_init,
+            n_init=n_init,
             max_iter=max_iter,
             tol=tol,
             rng=np.random.default_rng(rng),
