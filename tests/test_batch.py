@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -182,3 +183,42 @@ def test_an_interrupted_run_leaves_no_partial_output_and_resumes(tmp_path, sampl
     assert len(final) == 24
     assert {name: final[name] for name in first} == first  # kept, not redone
     assert not list(out.rglob("*.tmp"))
+
+
+def test_fsspec_urls_in_and_out_match_a_local_run(mixed_folder, tmp_path):
+    # Workers read and write through fsspec URLs (here its in-memory filesystem, so one
+    # process): same files, same bytes as with plain paths, and the bad ones still fail.
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")
+    root = f"/kmquant-test-{os.getpid()}"
+    for path in sorted(mixed_folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            memory.pipe(f"{root}/in/{path.relative_to(mixed_folder)}", path.read_bytes())
+    try:
+        options = BatchOptions(n_colors=8)
+        local = run_batch(collect_jobs([str(mixed_folder)], str(tmp_path / "out")), options)
+        remote_jobs = collect_jobs([f"memory://{root}/in"], f"memory://{root}/out")
+        remote = run_batch(remote_jobs, options)
+        done = {o.job.relative for o in remote if o.status == "done"}
+        assert (
+            done
+            == {o.job.relative for o in local if o.status == "done"}
+            == {
+                "a.png",
+                "sub/b.png",
+                "sub/deeper/c.png",
+            }
+        )
+        assert {o.job.relative for o in remote if o.status == "failed"} == {
+            "corrupt.png",
+            "sub/empty.png",
+        }
+        for relative in done:
+            assert (
+                memory.cat(f"{root}/out/{relative}") == (tmp_path / "out" / relative).read_bytes()
+            )
+        # --skip-existing sees the outputs already there.
+        again = run_batch(remote_jobs, dataclasses.replace(options, skip_existing=True))
+        assert {o.job.relative for o in again if o.status == "skipped"} == done
+    finally:
+        memory.rm(root, recursive=True)

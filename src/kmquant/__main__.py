@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__
+from . import __version__, _kernels
 from ._exceptions import KmquantError, KmquantWarning, OutputExistsError, QualityTooLowError
 from ._sample import sample_image_path
 from .colorspace import SPACES
@@ -816,6 +816,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (callable from tests)."""
+    _kernels.let_idle_threads_sleep()
     parser = main_parser()
     try:
         args = parser.parse_args(argv)

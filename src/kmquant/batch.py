@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _kernels
 from ._exceptions import KmquantError
 from .histogram import ColorHistogram, color_histogram
 from .io import atomic_write_bytes, decode_image, encode_png, read_bytes
@@ -428,6 +429,7 @@ def run_batch(
     # Each task sets its own numba threads: numba's setting is per thread, and Dask runs tasks
     # on executor threads, where a worker-wide setting does not reach. cores // workers here;
     # one per task on a remote cluster, whose workers run one task per process (README).
+    _kernels.let_idle_threads_sleep()
     threads = 1 if dask and dask != "local" else _threads_per_worker(workers)
     options = dataclasses.replace(options, numba_threads=threads)
     stream = _run_dask(jobs, options, workers, dask) if dask else _run_local(jobs, options, workers)
