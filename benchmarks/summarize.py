@@ -2,7 +2,7 @@
 
     python benchmarks/compare.py ../shared/corpus/photos ../shared/corpus/large --json out.json
     python benchmarks/summarize.py out.json --only kodim monarch tulips   # the photos' table
-    python benchmarks/summarize.py all.json k16-rerun.json                # a K measured again
+    python benchmarks/summarize.py all.json rerun.json      # rerun rows replace the same rows
 
 Prints, per K: mean MSE, PSNR of the mean MSE, median-of-runs seconds averaged over images,
 mean bytes, and the ratios kmquant / peer; then the engine issue's quality and speed targets,
@@ -23,12 +23,15 @@ REFERENCE = "sklearn-unique-n10 (ref)"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("json", type=Path, nargs="+", help="later files replace earlier K")
+    parser.add_argument(
+        "json", type=Path, nargs="+", help="later files replace the same (K, image, method) rows"
+    )
     parser.add_argument("--only", nargs="*", help="image name prefixes to keep")
     args = parser.parse_args()
     data: dict = {}
     for path in args.json:
-        data.update(json.loads(path.read_text()))
+        for k, rows in json.loads(path.read_text()).items():
+            data.setdefault(k, {}).update(rows)
     for k, rows in data.items():
         images = sorted({key.split("|")[0] for key in rows})
         if args.only:

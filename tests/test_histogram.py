@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from kmquant import color_histogram
+from kmquant._kernels import label_counts, pixel_squared_error
 from kmquant.histogram import pack_colors
 
 
@@ -35,3 +36,14 @@ def test_histogram_rejects_bad_input():
         color_histogram(np.zeros((0, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"shape \(n, 1..4\)"):
         color_histogram(np.zeros((2, 5), dtype=np.uint8))
+
+
+def test_counting_kernels_equal_numpy(sample_image):
+    # The per-pixel helpers that avoid numpy's 8-byte temporaries give numpy's answers.
+    hist = color_histogram(sample_image[:64, :96])
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, (7, 3)).astype(np.uint8)
+    labels = rng.integers(0, 7, hist.inverse.shape[0]).astype(np.uint8)
+    assert label_counts(labels, 9).tolist() == np.bincount(labels, minlength=9).tolist()
+    expected = ((hist.colors[hist.inverse].astype(float) - palette[labels]) ** 2).sum()
+    assert pixel_squared_error(hist.colors, hist.inverse, palette, labels) == expected

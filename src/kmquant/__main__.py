@@ -548,6 +548,8 @@ def _compress(args: argparse.Namespace) -> int:
         check_output_path(output, overwrite=args.force)
     started = time.perf_counter()
     data, image = _read_input(args.input)
+    input_bytes = len(data)
+    del data  # only its size is reported; a big file's bytes need not stay in memory
     with _reporting_warnings():
         result, reason = _choose(image, args)
     png = encode_png(result, optimize=args.optimize)
@@ -556,7 +558,7 @@ def _compress(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
     else:
         atomic_write_bytes(output, png, overwrite=args.force)
-    summary = _summary(image, result, len(data), len(png), time.perf_counter() - started)
+    summary = _summary(image, result, input_bytes, len(png), time.perf_counter() - started)
     summary["chosen_by"] = reason
     report_stream = sys.stderr if output == STDIO else sys.stdout
     source_label = "<stdin>" if args.input == STDIO else args.input

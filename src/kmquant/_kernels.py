@@ -36,30 +36,51 @@ _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 
 @njit(cache=True, nogil=True)
-def histogram_unsorted(pixels):  # pragma: no cover - compiled
+def _hash_slot(key, shift):  # pragma: no cover - compiled
+    return np.int64((np.uint64(key) * _HASH_MULTIPLIER) >> shift)
+
+
+@njit(cache=True, nogil=True)
+def _rehash(keys, n_unique, capacity_bits):  # pragma: no cover - compiled
+    """A slot table of 2^capacity_bits entries holding the first ``n_unique`` keys."""
+    slots = np.full(1 << capacity_bits, -1, dtype=np.int32)
+    mask = (1 << capacity_bits) - 1
+    shift = np.uint64(64 - capacity_bits)
+    for index in range(n_unique):
+        slot = _hash_slot(keys[index], shift)
+        while slots[slot] != -1:
+            slot = (slot + 1) & mask
+        slots[slot] = index
+    return slots
+
+
+@njit(cache=True, nogil=True)
+def histogram_unsorted(pixels, with_inverse):  # pragma: no cover - compiled
+    """Distinct colours of ``pixels``; see :func:`pair_histogram_unsorted`."""
+    return pair_histogram_unsorted(pixels, pixels[:, :0], with_inverse)
+
+
+@njit(cache=True, nogil=True)
+def pair_histogram_unsorted(pixels, others, with_inverse):  # pragma: no cover - compiled
     """Distinct colours of ``pixels`` by open-addressing hashing, in order of first sight.
 
-    Reads ``pixels`` (n, c) uint8 with c <= 4. Returns ``keys`` (m,) int64 (the colours packed
-    big-endian, as :func:`kmquant.histogram.pack_colors`), ``counts`` (m,) int64 and
-    ``inverse`` (n,) int32 with ``keys[inverse[i]]`` the key of pixel i.
+    Reads ``pixels`` (n, c) and ``others`` (n, e) uint8 with c + e <= 8: each row of the two
+    side by side is one colour (``others`` may have no columns), so pairs of images need no
+    concatenated copy. Returns ``keys`` (m,) int64 (the colours packed big-endian, as
+    :func:`kmquant.histogram.pack_colors`), ``counts`` (m,) int64 and
+    ``inverse`` (n,) int32 with ``keys[inverse[i]]`` the key of pixel i (empty unless
+    ``with_inverse``). The table starts small and doubles whenever it is half full, so its
+    memory follows the number of distinct colours, not of pixels.
     """
     n_pixels, n_channels = pixels.shape
-    # At most min(pixels, 2^(8 channels)) distinct colours; a table twice that size keeps
-    # the probe sequences short.
-    limit = n_pixels
-    if n_channels < 4:
-        limit = min(limit, 1 << (8 * n_channels))
-    capacity_bits = 4
-    while (1 << capacity_bits) < 2 * limit:
-        capacity_bits += 1
-    capacity = 1 << capacity_bits
-    mask = capacity - 1
+    n_others = others.shape[1]
+    capacity_bits = 12
+    slots = np.full(1 << capacity_bits, -1, dtype=np.int32)
+    mask = (1 << capacity_bits) - 1
     shift = np.uint64(64 - capacity_bits)
-    slots = np.full(capacity, -1, dtype=np.int32)
-    max_unique = limit
-    keys = np.empty(max_unique, dtype=np.int64)
-    counts = np.zeros(max_unique, dtype=np.int64)
-    inverse = np.empty(n_pixels, dtype=np.int32)
+    keys = np.empty(1 << (capacity_bits - 1), dtype=np.int64)
+    counts = np.zeros(1 << (capacity_bits - 1), dtype=np.int64)
+    inverse = np.empty(n_pixels if with_inverse else 0, dtype=np.int32)
     n_unique = 0
     previous_key = -1
     previous_index = -1
@@ -67,15 +88,32 @@ def histogram_unsorted(pixels):  # pragma: no cover - compiled
         key = 0
         for channel in range(n_channels):
             key = (key << 8) | np.int64(pixels[i, channel])
+        for channel in range(n_others):
+            key = (key << 8) | np.int64(others[i, channel])
         # Runs of one colour are common (flat areas, graphics): skip the table for them.
         if key == previous_key:
             counts[previous_index] += 1
-            inverse[i] = previous_index
+            if with_inverse:
+                inverse[i] = previous_index
             continue
-        slot = np.int64((np.uint64(key) * _HASH_MULTIPLIER) >> shift)
+        slot = _hash_slot(key, shift)
         while True:
             index = slots[slot]
             if index == -1:
+                if n_unique == keys.shape[0]:
+                    # Half full: double the table (and the key and count arrays), rehash.
+                    capacity_bits += 1
+                    slots = _rehash(keys, n_unique, capacity_bits)
+                    mask = (1 << capacity_bits) - 1
+                    shift = np.uint64(64 - capacity_bits)
+                    grown_keys = np.empty(2 * n_unique, dtype=np.int64)
+                    grown_keys[:n_unique] = keys
+                    grown_counts = np.zeros(2 * n_unique, dtype=np.int64)
+                    grown_counts[:n_unique] = counts
+                    keys, counts = grown_keys, grown_counts
+                    slot = _hash_slot(key, shift)
+                    while slots[slot] != -1:
+                        slot = (slot + 1) & mask
                 slots[slot] = n_unique
                 keys[n_unique] = key
                 counts[n_unique] = 1
@@ -86,10 +124,18 @@ def histogram_unsorted(pixels):  # pragma: no cover - compiled
                 counts[index] += 1
                 break
             slot = (slot + 1) & mask
-        inverse[i] = index
+        if with_inverse:
+            inverse[i] = index
         previous_key = key
         previous_index = index
     return keys[:n_unique].copy(), counts[:n_unique].copy(), inverse
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def relabel_in_place(indices, new_index):  # pragma: no cover - compiled
+    """``indices[i] = new_index[indices[i]]`` for every i, without a second array."""
+    for i in prange(indices.shape[0]):
+        indices[i] = new_index[indices[i]]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -553,18 +599,22 @@ def _nearest_of_vector(value, palette):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def dither_floyd_steinberg(points, palette, strength, n_diffused, max_error):  # pragma: no cover
+def dither_floyd_steinberg(
+    color_points, inverse, height, width, palette, strength, n_diffused, max_error
+):  # pragma: no cover - compiled
     """Serpentine Floyd-Steinberg error diffusion.
 
-    Reads ``points`` (h, w, d), the pixels in the space k-means ran in, and ``palette`` (k, d)
-    in the same space. Returns the palette index of every pixel (h, w). Each pixel takes the
-    entry nearest to its value plus the error carried to it; ``strength`` times its own error
-    (first ``n_diffused`` features only, so an alpha-class column is never disturbed) goes to
-    the unvisited neighbours with weights 7/16 (ahead), 3/16, 5/16, 1/16 (next row). Rows
-    alternate direction, which avoids the diagonal drift of a one-way scan. The error carried
-    into a pixel is capped at ``max_error`` (Euclidean, in the space's units).
+    Reads the pixels as ``color_points[inverse[row * width + column]]`` (the distinct colours
+    in the space k-means ran in, and each pixel's colour: no per-pixel copy of the features)
+    and ``palette`` (k, d) in the same space. Returns the palette index of every pixel (h, w).
+    Each pixel takes the entry nearest to its value plus the error carried to it;
+    ``strength`` times its own error (first ``n_diffused`` features only, so an alpha-class
+    column is never disturbed) goes to the unvisited neighbours with weights 7/16 (ahead),
+    3/16, 5/16, 1/16 (next row). Rows alternate direction, which avoids the diagonal drift of
+    a one-way scan. The error carried into a pixel is capped at ``max_error`` (Euclidean, in
+    the space's units).
     """
-    height, width, n_features = points.shape
+    n_features = color_points.shape[1]
     labels = np.empty((height, width), dtype=np.uint8)
     current = np.zeros((width + 2, n_features))
     following = np.zeros((width + 2, n_features))
@@ -582,8 +632,9 @@ def dither_floyd_steinberg(points, palette, strength, n_diffused, max_error):  #
                 carried += current[column + 1, feature] * current[column + 1, feature]
             carried = np.sqrt(carried)
             scale = 1.0 if carried <= max_error else max_error / carried
+            color = inverse[row * width + column]
             for feature in range(n_features):
-                value[feature] = points[row, column, feature]
+                value[feature] = color_points[color, feature]
                 if feature < n_diffused:
                     value[feature] += scale * current[column + 1, feature]
             index = _nearest_of_vector(value, palette)
@@ -615,22 +666,49 @@ _BAYER_8 = np.array(
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def dither_ordered(points, palette, spread, n_diffused, bayer):  # pragma: no cover
+def dither_ordered(
+    color_points, inverse, height, width, palette, spread, n_diffused, bayer
+):  # pragma: no cover - compiled
     """Ordered dithering with an 8x8 Bayer matrix.
 
-    Reads ``points`` (h, w, d) and ``palette`` (k, d); returns indices (h, w). Each pixel's
+    Reads the pixels as ``color_points[inverse[row * width + column]]`` and ``palette`` (k, d);
+    returns indices (h, w). Each pixel's
     first ``n_diffused`` features are offset by ``spread * (bayer[r % 8, c % 8] + 0.5) / 64 -
     spread / 2`` before the nearest entry is taken. Rows are independent: parallel.
     """
-    height, width, n_features = points.shape
+    n_features = color_points.shape[1]
     labels = np.empty((height, width), dtype=np.uint8)
     for row in prange(height):
         value = np.empty(n_features)
         for column in range(width):
             offset = spread * ((bayer[row % 8, column % 8] + 0.5) / 64.0 - 0.5)
+            color = inverse[row * width + column]
             for feature in range(n_features):
-                value[feature] = points[row, column, feature]
+                value[feature] = color_points[color, feature]
                 if feature < n_diffused:
                     value[feature] += offset
             labels[row, column] = _nearest_of_vector(value, palette)
     return labels
+
+
+@njit(cache=True, nogil=True)
+def label_counts(labels, n_entries):  # pragma: no cover - compiled
+    """Pixels per palette entry: ``np.bincount(labels, minlength=n_entries)`` without the
+    8-byte copy of every label that numpy's bincount makes."""
+    counts = np.zeros(n_entries, dtype=np.int64)
+    for i in range(labels.shape[0]):
+        counts[labels[i]] += 1
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def pixel_squared_error(colors, inverse, palette, labels):  # pragma: no cover - compiled
+    """Sum over pixels and channels of ``(colors[inverse[i]] - palette[labels[i]])^2``."""
+    total = 0.0
+    for i in range(labels.shape[0]):
+        color = inverse[i]
+        entry = labels[i]
+        for channel in range(colors.shape[1]):
+            difference = np.float64(colors[color, channel]) - np.float64(palette[entry, channel])
+            total += difference * difference
+    return total

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import histogram_unsorted
+from ._kernels import histogram_unsorted, relabel_in_place
 
 __all__ = ["ColorHistogram", "color_histogram", "pack_colors", "unpack_keys"]
 
@@ -112,14 +112,13 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
         raise ValueError(f"pixels must have shape (n, 1..4), got {pixels.shape}")
     if pixels.shape[0] == 0:
         raise ValueError("pixels must hold at least one pixel, got 0")
-    keys, counts, first_seen_inverse = histogram_unsorted(np.ascontiguousarray(pixels))
+    keys, counts, inverse = histogram_unsorted(np.ascontiguousarray(pixels), True)
     # The hash table lists colours in order of first sight; sort them so the histogram is
     # canonical (the same as np.unique's), whatever the pixel order.
     order = np.argsort(keys)  # keys are distinct: any sort gives the same order
     rank = np.empty(order.shape[0], dtype=np.int32)
     rank[order] = np.arange(order.shape[0], dtype=np.int32)
+    relabel_in_place(inverse, rank)
     return ColorHistogram(
-        colors=unpack_keys(keys[order], pixels.shape[1]),
-        counts=counts[order],
-        inverse=rank[first_seen_inverse],
+        colors=unpack_keys(keys[order], pixels.shape[1]), counts=counts[order], inverse=inverse
     )

@@ -79,7 +79,16 @@ def _to_array(image: Image.Image) -> np.ndarray:
     target = "RGBA" if has_alpha else "RGB"
     if image.mode != target:
         image = image.convert(target)
-    return np.array(image, dtype=np.uint8)
+    # Copy in strips of rows: np.array(image) would hold a bytes copy of the whole image on
+    # top of Pillow's and the array (3 copies at once; a 96-megapixel photo is 288 MB each).
+    width, height = image.size
+    pixels = np.empty((height, width, len(target)), dtype=np.uint8)
+    rows = max(1, (1 << 22) // max(1, width))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        strip = image.crop((0, top, width, bottom)).tobytes()
+        pixels[top:bottom] = np.frombuffer(strip, dtype=np.uint8).reshape(bottom - top, width, -1)
+    return pixels
 
 
 def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
@@ -104,8 +113,9 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
         with Image.open(io.BytesIO(data)) as opened:
             opened.seek(0)
             opened.load()
-            upright = ImageOps.exif_transpose(opened)
-            return _to_array(upright)
+            # In place: without it Pillow returns a copy even when nothing needs turning.
+            ImageOps.exif_transpose(opened, in_place=True)
+            return _to_array(opened)
     except UnidentifiedImageError:
         raise ImageReadError(f"cannot read '{name}': not an image Pillow recognises") from None
     except Image.DecompressionBombError as error:

@@ -12,7 +12,10 @@ from typing import NamedTuple
 import numpy as np
 
 _BLOCK_VALUES = 1 << 22
-_SSIM_BAND_ROWS = 512
+# Pixels per band of rows for SSIM: skimage keeps about 15 float arrays of a band at once.
+_SSIM_BAND_PIXELS = 1 << 20
+# Distinct colour pairs per CIEDE2000 call.
+_DELTA_E_CHUNK = 1 << 18
 
 __all__ = [
     "DeltaE",
@@ -135,10 +138,11 @@ def _banded_ssim(
 
     pad = (window - 1) // 2
     height, width = first.shape[:2]
+    band_rows = max(4 * window, _SSIM_BAND_PIXELS // width)
     total = 0.0
     count = 0
-    for start in range(pad, height - pad, _SSIM_BAND_ROWS):
-        stop = min(start + _SSIM_BAND_ROWS, height - pad)
+    for start in range(pad, height - pad, band_rows):
+        stop = min(start + band_rows, height - pad)
         low, high = start - pad, stop + pad
         _, ssim_map = structural_similarity(
             first[low:high].astype(np.float32),
@@ -196,17 +200,25 @@ def delta_e(reference: np.ndarray, distorted: np.ndarray) -> DeltaE:
         or second.dtype != np.uint8
     ):
         raise ValueError("delta_e needs two uint8 RGB images of shape (H, W, 3)")
-    from ._kernels import histogram_unsorted
+    from ._kernels import pair_histogram_unsorted
     from .histogram import unpack_keys
 
-    pairs = np.concatenate([first.reshape(-1, 3), second.reshape(-1, 3)], axis=1)
-    # Distinct (reference, distorted) colour pairs by the compiled hash table: no sort of
-    # every pixel. Keys pack the 6 bytes big-endian, as pack_colors does.
-    keys, counts, _ = histogram_unsorted(pairs)
-    distinct = unpack_keys(keys, 6).astype(np.float64) / 255.0
-    differences = deltaE_ciede2000(
-        rgb2lab(distinct[None, :, :3])[0], rgb2lab(distinct[None, :, 3:])[0]
+    # Distinct (reference, distorted) colour pairs by the compiled hash table: no sort and no
+    # copy of every pixel. Keys pack the 6 bytes big-endian, as pack_colors does.
+    keys, counts, _ = pair_histogram_unsorted(
+        np.ascontiguousarray(first).reshape(-1, 3),
+        np.ascontiguousarray(second).reshape(-1, 3),
+        False,
     )
+    differences = np.empty(keys.shape[0])
+    # In chunks: scikit-image keeps a score of float arrays per call, and a big photo has
+    # millions of distinct pairs.
+    for start in range(0, keys.shape[0], _DELTA_E_CHUNK):
+        stop = min(start + _DELTA_E_CHUNK, keys.shape[0])
+        distinct = unpack_keys(keys[start:stop], 6).astype(np.float64) / 255.0
+        differences[start:stop] = deltaE_ciede2000(
+            rgb2lab(distinct[None, :, :3])[0], rgb2lab(distinct[None, :, 3:])[0]
+        )
     order = np.argsort(differences)
     cumulative = np.cumsum(counts[order])
     p95 = differences[order][np.searchsorted(cumulative, 0.95 * cumulative[-1])]

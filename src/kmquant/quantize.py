@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._exceptions import KmquantWarning
+from ._kernels import label_counts, pixel_squared_error
 from .colorspace import (
     PARTIAL,
     SPACES,
@@ -95,7 +96,7 @@ class QuantizedImage:
         return image
 
 
-def as_uint8_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
+def as_uint8_image(image: np.ndarray, *, copy: bool = True) -> tuple[np.ndarray, bool]:
     """Bring an image array to uint8, shape (height, width, channels).
 
     Parameters
@@ -104,11 +105,14 @@ def as_uint8_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
         2-D (greyscale) or 3-D with 1 to 4 channels (grey, grey+alpha, RGB, RGBA). uint8 is
         taken as is; uint16 is scaled by 255/65535; bool maps to 0/255; floats are taken as
         0..1 and clipped; other integer types must already lie in 0..255.
+    copy : bool, optional
+        Copy a uint8 input too (default). With False a uint8 input comes back as a view of
+        it, for callers that only read the pixels (it saves the image's size in memory).
 
     Returns
     -------
     pixels : ndarray of uint8, shape (height, width, channels)
-        A new array when any conversion was needed; never a view the caller could write to.
+        A new array when any conversion was needed or ``copy`` is set; otherwise a view.
     squeezed : bool
         True if the input was 2-D.
 
@@ -129,7 +133,7 @@ def as_uint8_image(image: np.ndarray) -> tuple[np.ndarray, bool]:
         raise ValueError(f"image must have at least one pixel, got shape {array.shape}")
     kind = array.dtype.kind
     if array.dtype == np.uint8:
-        pixels = array.copy()
+        pixels = array.copy() if copy else array
     elif array.dtype == np.uint16:
         pixels = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif kind == "b":
@@ -270,9 +274,9 @@ def prepare_pixels(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """The uint8 (H, W, C) pixels k-means sees: C is 1 (grey), 3 (RGB) or 4 (RGBA).
 
     Grey+alpha becomes RGBA. Returns the pixels and whether the input was 2-D (see
-    :func:`as_uint8_image`).
+    :func:`as_uint8_image`). A uint8 input is not copied: the pixels are only read.
     """
-    pixels, squeezed = as_uint8_image(image)
+    pixels, squeezed = as_uint8_image(image, copy=False)
     if pixels.shape[2] == 2:
         pixels = np.concatenate([np.repeat(pixels[:, :, :1], 3, axis=2), pixels[:, :, 1:]], 2)
     return pixels, squeezed
@@ -525,7 +529,9 @@ def apply_palette(
     dithered = dither != "none" and dither_strength > 0
     if dithered:
         labels = dither_labels(
-            color_points[histogram.inverse].reshape(*shape, -1),
+            color_points,
+            histogram.inverse,
+            shape,
             palette_points,
             method=dither,
             strength=dither_strength,
@@ -537,7 +543,13 @@ def apply_palette(
         labels = color_labels[histogram.inverse].reshape(shape)
     if drop_unused:
         # Rounding can merge two centres, or leave one unused: keep the used entries.
-        used = np.flatnonzero(np.bincount(labels.reshape(-1), minlength=len(palette)))
+        if dithered:
+            pixels_per_entry = label_counts(labels.reshape(-1), len(palette))
+        else:
+            pixels_per_entry = np.bincount(
+                color_labels, weights=histogram.counts, minlength=len(palette)
+            )
+        used = np.flatnonzero(pixels_per_entry)
         if len(used) < len(palette):
             relabel = np.zeros(len(palette), dtype=np.uint8)
             relabel[used] = np.arange(len(used), dtype=np.uint8)
@@ -546,10 +558,9 @@ def apply_palette(
             if not dithered:
                 color_labels = relabel[color_labels]
     if dithered:
-        differences = (
-            histogram.colors[histogram.inverse].astype(np.float64) - palette[labels.reshape(-1)]
+        inertia = float(
+            pixel_squared_error(histogram.colors, histogram.inverse, palette, labels.reshape(-1))
         )
-        inertia = float(np.einsum("ij,ij->", differences, differences))
     else:
         differences = histogram.colors.astype(np.float64) - palette[color_labels]
         inertia = float(np.dot(histogram.counts, np.einsum("ij,ij->i", differences, differences)))

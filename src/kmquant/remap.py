@@ -40,19 +40,25 @@ def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarra
 
 
 def dither_labels(
-    points: np.ndarray,
+    color_points: np.ndarray,
+    inverse: np.ndarray,
+    shape: tuple[int, int],
     palette_points: np.ndarray,
     *,
     method: str,
     strength: float,
     n_diffused: int,
 ) -> np.ndarray:
-    """Palette index of every pixel with dithering, in whatever space ``points`` are in.
+    """Palette index of every pixel with dithering, in whatever space the points are in.
 
     Parameters
     ----------
-    points : ndarray, shape (height, width, d)
-        The pixels' features (see :func:`kmquant.colorspace.color_features`).
+    color_points : ndarray, shape (n_colors, d)
+        The features of the image's distinct colours (see
+        :func:`kmquant.colorspace.color_features`).
+    inverse : ndarray of int, shape (height * width,)
+        Each pixel's row of ``color_points``, in row-major order.
+    shape : (height, width)
     palette_points : ndarray, shape (n_entries, d)
         The palette's features, same space.
     method : {"floyd-steinberg", "ordered"}
@@ -67,19 +73,37 @@ def dither_labels(
     -------
     labels : ndarray of uint8, shape (height, width)
     """
-    points = np.ascontiguousarray(points, dtype=np.float64)
+    points = np.ascontiguousarray(color_points, dtype=np.float64)
+    inverse = np.ascontiguousarray(inverse).reshape(-1)
+    height, width = shape
     palette_points = np.ascontiguousarray(palette_points, dtype=np.float64)
     if method == "floyd-steinberg":
         limit = ERROR_LIMIT * _typical_gap(palette_points[:, : min(3, n_diffused)])
         return dither_floyd_steinberg(
-            points, palette_points, float(strength), int(n_diffused), max(limit, 1e-9)
+            points,
+            inverse,
+            height,
+            width,
+            palette_points,
+            float(strength),
+            int(n_diffused),
+            max(limit, 1e-9),
         )
     if method == "ordered":
         n_colour = min(3, n_diffused)
         # The same offset moves every colour feature: along the grey diagonal, whose length
         # is sqrt(n) times the offset. Scale it so one full sweep spans one typical gap.
         spread = _typical_gap(palette_points[:, :n_colour]) / np.sqrt(n_colour)
-        return dither_ordered(points, palette_points, float(strength) * spread, n_colour, _BAYER_8)
+        return dither_ordered(
+            points,
+            inverse,
+            height,
+            width,
+            palette_points,
+            float(strength) * spread,
+            n_colour,
+            _BAYER_8,
+        )
     raise ValueError(f"dither must be one of {DITHERS}, got {method!r}")
 
 
