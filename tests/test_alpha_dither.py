@@ -119,13 +119,30 @@ def test_dithering_keeps_the_mean_of_a_flat_patch(method):
     assert abs(result.to_image().mean() - 100) <= tolerance
 
 
-def test_dithering_strength_zero_is_nearest_and_strength_moves_toward_dithered(small_photo):
-    palette = quantize(small_photo, 8, rng=0).palette
-    nearest = remap_image(small_photo, palette)
-    off = remap_image(small_photo, palette, dither="floyd-steinberg", dither_strength=0)
+def test_dithering_strength_zero_is_nearest_and_strength_moves_toward_dithered(sample_image):
+    image = sample_image[::4, ::4]
+    palette = quantize(image, 8, rng=0).palette
+    nearest = remap_image(image, palette)
+    off = remap_image(image, palette, dither="floyd-steinberg", dither_strength=0)
     np.testing.assert_array_equal(off.labels, nearest.labels)
-    full = remap_image(small_photo, palette, dither="floyd-steinberg")
-    assert (full.labels != nearest.labels).mean() > 0.05
+    full = remap_image(image, palette, dither="floyd-steinberg")
+    assert (full.labels != nearest.labels).mean() > 0.03
+
+
+def test_floyd_steinberg_dithers_smooth_areas_not_edges():
+    # Left: a smooth ramp, which a 4-grey palette can only show by dithering. Right: a coarse
+    # checkerboard of steps larger than the palette's gaps, which it shows as it is; error
+    # diffused there would only add noise.
+    ramp = np.tile(np.linspace(30, 225, 128), (64, 1))
+    checks = np.where(np.indices((64, 128)).sum(0) % 2 == 0, 40.0, 215.0)
+    grey = np.concatenate([ramp, checks], axis=1).round().astype(np.uint8)
+    image = np.repeat(grey[:, :, None], 3, axis=2)
+    palette = np.repeat(np.array([[0], [85], [170], [255]], np.uint8), 3, axis=1)
+    nearest = remap_image(image, palette).labels
+    dithered = remap_image(image, palette, dither="floyd-steinberg").labels
+    changed = dithered != nearest
+    assert changed[:, :128].mean() > 0.2
+    assert changed[:, 128:].mean() < 0.02
 
 
 def test_dithering_lowers_local_mean_error(sample_image):

@@ -600,7 +600,7 @@ def _nearest_of_vector(value, palette):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def dither_floyd_steinberg(
-    color_points, inverse, height, width, palette, strength, n_diffused, max_error
+    color_points, inverse, height, width, palette, strength, n_diffused, max_error, edge_gap
 ):  # pragma: no cover - compiled
     """Serpentine Floyd-Steinberg error diffusion.
 
@@ -639,8 +639,25 @@ def dither_floyd_steinberg(
                     value[feature] += scale * current[column + 1, feature]
             index = _nearest_of_vector(value, palette)
             labels[row, column] = index
+            weight = strength
+            if edge_gap > 0:
+                # Across an edge the palette already shows the change; diffusing the error
+                # there only adds noise. Scale it by 1 / (1 + (g / edge_gap)^2), with g the
+                # largest step to a 4-neighbour: flat areas (g = 0) keep it all.
+                step = 0.0
+                for d_row, d_column in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                    other_row = row + d_row
+                    other_column = column + d_column
+                    if 0 <= other_row < height and 0 <= other_column < width:
+                        other = inverse[other_row * width + other_column]
+                        squared = 0.0
+                        for feature in range(min(3, n_diffused)):
+                            difference = color_points[other, feature] - color_points[color, feature]
+                            squared += difference * difference
+                        step = max(step, squared)
+                weight = strength / (1.0 + step / (edge_gap * edge_gap))
             for feature in range(n_diffused):
-                error = strength * (value[feature] - palette[index, feature])
+                error = weight * (value[feature] - palette[index, feature])
                 current[column + 1 + direction, feature] += error * (7.0 / 16.0)
                 following[column + 1 - direction, feature] += error * (3.0 / 16.0)
                 following[column + 1, feature] += error * (5.0 / 16.0)

@@ -16,6 +16,12 @@ DITHERS = ("none", "floyd-steinberg", "ordered")
 # Cap on the error Floyd-Steinberg carries into a pixel, in units of the typical gap between
 # palette entries (measured: see the dithering benchmark in the README).
 ERROR_LIMIT = 0.3
+# Floyd-Steinberg diffuses a pixel's error times 1 / (1 + (g / (EDGE_GAP x gap))^2), g its
+# largest step to a neighbour: full in smooth areas, little across edges and texture, as
+# pngquant does. Measured on the 14 photos against pngquant at K = 16 and 64: no edge weight,
+# SSIM at least pngquant's on 12 and 12 of 14, mean dE00 on 13 and 6; 1.0: 13, 13 and 13, 12;
+# 0.3: 13, 14 and 14, 13; 0.15: 14 of 14 for both, at both K.
+EDGE_GAP = 0.15
 
 
 def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -78,7 +84,8 @@ def dither_labels(
     height, width = shape
     palette_points = np.ascontiguousarray(palette_points, dtype=np.float64)
     if method == "floyd-steinberg":
-        limit = ERROR_LIMIT * _typical_gap(palette_points[:, : min(3, n_diffused)])
+        gap = _typical_gap(palette_points[:, : min(3, n_diffused)])
+        limit = ERROR_LIMIT * gap
         return dither_floyd_steinberg(
             points,
             inverse,
@@ -88,6 +95,7 @@ def dither_labels(
             float(strength),
             int(n_diffused),
             max(limit, 1e-9),
+            EDGE_GAP * gap,
         )
     if method == "ordered":
         n_colour = min(3, n_diffused)
