@@ -237,10 +237,12 @@ def quantize(
     on all pixels. The centres are rounded to uint8 and every colour is then mapped to its
     nearest palette entry, which can only lower J further.
 
-    With an alpha channel (grey+alpha or RGBA), colours are premultiplied by their alpha, so
-    differences that cannot be seen cost nothing; all fully transparent pixels share one
-    palette entry; and opaque, partially transparent and transparent pixels are clustered
-    apart, so no pixel changes alpha class (given at least one entry per class present).
+    With an alpha channel (grey+alpha or RGBA), k-means sees each colour composited over black
+    and over white (see :func:`kmquant.colorspace.color_features`), so its objective is the
+    error as seen on either background and differences that cannot be seen cost nothing;
+    all fully transparent pixels share one palette entry; and opaque, partially transparent
+    and transparent pixels are clustered apart, so no pixel changes alpha class (given at
+    least one entry per class present).
 
     Examples
     --------

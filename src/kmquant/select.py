@@ -210,7 +210,7 @@ def elbow_curve(
     histogram = color_histogram(pixels)
     generator = np.random.default_rng(rng)
     # The same problem quantize() solves: with alpha, transparent pixels share a reserved
-    # entry and the other colours are clustered premultiplied, apart by alpha class.
+    # entry and the other colours are clustered as seen over black and white, by alpha class.
     problem = clustering_problem(histogram, "rgb")
     n_reserved = len(problem.reserved)
     X, weights = working_points(
