@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kmquant import color_histogram
-from kmquant._kernels import label_counts, pixel_squared_error
+from kmquant._kernels import color_squared_error, label_counts, pixel_squared_error
 from kmquant.histogram import pack_colors
 
 
@@ -47,3 +47,8 @@ def test_counting_kernels_equal_numpy(sample_image):
     assert label_counts(labels, 9).tolist() == np.bincount(labels, minlength=9).tolist()
     expected = ((hist.colors[hist.inverse].astype(float) - palette[labels]) ** 2).sum()
     assert pixel_squared_error(hist.colors, hist.inverse, palette, labels) == expected
+    color_labels = rng.integers(0, 7, hist.n_colors).astype(np.uint8)
+    per_color = ((hist.colors.astype(float) - palette[color_labels]) ** 2).sum(1)
+    assert color_squared_error(hist.colors, hist.counts, palette, color_labels) == pytest.approx(
+        float(np.dot(hist.counts, per_color)), rel=1e-12
+    )

@@ -729,3 +729,17 @@ def pixel_squared_error(colors, inverse, palette, labels):  # pragma: no cover -
             difference = np.float64(colors[color, channel]) - np.float64(palette[entry, channel])
             total += difference * difference
     return total
+
+
+@njit(cache=True, nogil=True)
+def color_squared_error(colors, counts, palette, labels):  # pragma: no cover - compiled
+    """Sum over distinct colours of ``counts[j] * ||colors[j] - palette[labels[j]]||^2``."""
+    total = 0.0
+    for j in range(labels.shape[0]):
+        entry = labels[j]
+        squared = 0.0
+        for channel in range(colors.shape[1]):
+            difference = np.float64(colors[j, channel]) - np.float64(palette[entry, channel])
+            squared += difference * difference
+        total += counts[j] * squared
+    return total

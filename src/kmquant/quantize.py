@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._exceptions import KmquantWarning
-from ._kernels import label_counts, pixel_squared_error
+from ._kernels import color_squared_error, label_counts, pixel_squared_error
 from .colorspace import (
     PARTIAL,
     SPACES,
@@ -564,8 +564,9 @@ def apply_palette(
             pixel_squared_error(histogram.colors, histogram.inverse, palette, labels.reshape(-1))
         )
     else:
-        differences = histogram.colors.astype(np.float64) - palette[color_labels]
-        inertia = float(np.dot(histogram.counts, np.einsum("ij,ij->i", differences, differences)))
+        inertia = float(
+            color_squared_error(histogram.colors, histogram.counts, palette, color_labels)
+        )
     return QuantizedImage(
         palette=np.ascontiguousarray(palette),
         labels=np.ascontiguousarray(labels),
