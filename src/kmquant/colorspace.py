@@ -71,6 +71,13 @@ _LMS_TO_OKLAB = np.array(
 _LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS)
 _OKLAB_TO_LMS = np.linalg.inv(_LMS_TO_OKLAB)
 
+
+def _transform(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``points @ matrix.T`` for (..., 3) points, by einsum: BLAS would take millions of
+    colours on several threads that then spin idle and slow what follows."""
+    return np.einsum("...j,kj->...k", points, matrix)
+
+
 _EPSILON = 216 / 24389  # CIE: (6/29)^3
 _KAPPA = 24389 / 27
 
@@ -96,7 +103,7 @@ def srgb_to_lab(srgb: np.ndarray) -> np.ndarray:
     >>> np.round(srgb_to_lab(np.array([[255, 0, 0]])), 2).tolist()
     [[53.24, 80.09, 67.2]]
     """
-    xyz = srgb_to_linear(srgb) @ _RGB_TO_XYZ.T / _WHITE_D65
+    xyz = _transform(srgb_to_linear(srgb), _RGB_TO_XYZ) / _WHITE_D65
     f = np.where(xyz > _EPSILON, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
     return np.stack(
         [116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1
@@ -112,7 +119,7 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     f = np.stack([fx, fy, fz], axis=1)
     xyz = np.where(f**3 > _EPSILON, f**3, (116 * f - 16) / _KAPPA)
     xyz[:, 1] = np.where(lab[:, 0] > _KAPPA * _EPSILON, fy**3, lab[:, 0] / _KAPPA)
-    return linear_to_srgb((xyz * _WHITE_D65) @ _XYZ_TO_RGB.T)
+    return linear_to_srgb(_transform(xyz * _WHITE_D65, _XYZ_TO_RGB))
 
 
 def srgb_to_oklab(srgb: np.ndarray) -> np.ndarray:
@@ -123,14 +130,14 @@ def srgb_to_oklab(srgb: np.ndarray) -> np.ndarray:
     >>> np.round(srgb_to_oklab(np.array([[255, 255, 255]])), 4).tolist()
     [[1.0, 0.0, 0.0]]
     """
-    lms = srgb_to_linear(srgb) @ _RGB_TO_LMS.T
-    return np.cbrt(lms) @ _LMS_TO_OKLAB.T
+    lms = _transform(srgb_to_linear(srgb), _RGB_TO_LMS)
+    return _transform(np.cbrt(lms), _LMS_TO_OKLAB)
 
 
 def oklab_to_srgb(oklab: np.ndarray) -> np.ndarray:
     """OKLab (n, 3) to sRGB floats in 0..255."""
-    lms = (np.asarray(oklab, dtype=np.float64) @ _OKLAB_TO_LMS.T) ** 3
-    return linear_to_srgb(lms @ _LMS_TO_RGB.T)
+    lms = _transform(np.asarray(oklab, dtype=np.float64), _OKLAB_TO_LMS) ** 3
+    return linear_to_srgb(_transform(lms, _LMS_TO_RGB))
 
 
 def _srgb_to_hsv_cone(srgb: np.ndarray) -> np.ndarray:

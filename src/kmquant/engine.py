@@ -268,7 +268,9 @@ def improve_by_swaps(
     second = np.empty(n_points)
     second_labels = np.empty(n_points, dtype=np.intp)
     _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
-    inertia = float(np.dot(weights, nearest * nearest))
+    # einsum rather than np.dot throughout: BLAS would take large sums on several threads that
+    # then spin idle and slow what follows (K = 256 on the photos: 276 -> 238 ms).
+    inertia = float(np.einsum("i,i,i->", weights, nearest, nearest))
     tried: set[tuple[int, int]] = set()
     accepted = 0
     for _ in range(trials):
@@ -306,7 +308,9 @@ def improve_by_swaps(
         _kernels.nearest_two(
             X, candidate, candidate_labels, candidate_nearest, candidate_second, second_labels
         )
-        candidate_inertia = float(np.dot(weights, candidate_nearest * candidate_nearest))
+        candidate_inertia = float(
+            np.einsum("i,i,i->", weights, candidate_nearest, candidate_nearest)
+        )
         if candidate_inertia < inertia * (1.0 - 1e-9):
             centers, inertia = candidate, candidate_inertia
             labels, nearest, second = candidate_labels, candidate_nearest, candidate_second

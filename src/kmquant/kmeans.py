@@ -159,7 +159,7 @@ def _assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def _inertia(X: np.ndarray, weights: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> float:
     """Exact J: differences taken directly, not through the dot-product expansion."""
     differences = X - centers[labels]
-    return float(np.dot(weights, np.einsum("ij,ij->i", differences, differences)))
+    return float(np.einsum("i,ij,ij->", weights, differences, differences))
 
 
 def _cluster_sums(
