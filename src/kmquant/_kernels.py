@@ -140,9 +140,10 @@ def relabel_in_place(indices, new_index):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, inline="always")
 def _squared_distance(X, i, centers, k):  # pragma: no cover - compiled
+    """``||X[i] - centers[k]||^2`` in float64 (uint8 rows too: no wrap-around)."""
     total = 0.0
     for feature in range(X.shape[1]):
-        difference = X[i, feature] - centers[k, feature]
+        difference = np.float64(X[i, feature]) - np.float64(centers[k, feature])
         total += difference * difference
     return total
 
@@ -723,11 +724,7 @@ def pixel_squared_error(colors, inverse, palette, labels):  # pragma: no cover -
     """Sum over pixels and channels of ``(colors[inverse[i]] - palette[labels[i]])^2``."""
     total = 0.0
     for i in range(labels.shape[0]):
-        color = inverse[i]
-        entry = labels[i]
-        for channel in range(colors.shape[1]):
-            difference = np.float64(colors[color, channel]) - np.float64(palette[entry, channel])
-            total += difference * difference
+        total += _squared_distance(colors, inverse[i], palette, labels[i])
     return total
 
 
@@ -736,10 +733,5 @@ def color_squared_error(colors, counts, palette, labels):  # pragma: no cover - 
     """Sum over distinct colours of ``counts[j] * ||colors[j] - palette[labels[j]]||^2``."""
     total = 0.0
     for j in range(labels.shape[0]):
-        entry = labels[j]
-        squared = 0.0
-        for channel in range(colors.shape[1]):
-            difference = np.float64(colors[j, channel]) - np.float64(palette[entry, channel])
-            squared += difference * difference
-        total += counts[j] * squared
+        total += counts[j] * _squared_distance(colors, j, palette, labels[j])
     return total

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._kernels import label_counts
+
 __all__ = ["centers_to_palette", "luminance_order"]
 
 # Rec. 709 luma weights: sorting by luma puts similar colours next to each other, which keeps
@@ -59,7 +61,12 @@ PALETTE_FORMATS = ("json", "gpl", "css", "png")
 
 def palette_shares(labels: np.ndarray, n_entries: int) -> np.ndarray:
     """Fraction of pixels that use each palette entry (sums to 1)."""
-    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=n_entries).astype(np.float64)
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    if flat.size and flat.min() < 0:
+        raise ValueError("labels must be non-negative")
+    # The compiled count, not np.bincount, which copies every label to 8 bytes first.
+    top = int(flat.max()) + 1 if flat.size else 0
+    counts = label_counts(flat, max(n_entries, top)).astype(np.float64)
     return counts / counts.sum()
 
 
