@@ -69,7 +69,7 @@ class SpeedPreset:
         """Whether K = ``n_colors`` is above :attr:`finer_above`."""
         return self.finer_above is not None and n_colors > self.finer_above
 
-    def restarts_for(self, n_colors: int, n_points: int | None = None) -> int:
+    def restarts_for(self, n_colors: int, n_points: int) -> int:
         """k-means++ restarts for K = ``n_colors`` on ``n_points`` working points.
 
         Small problems (icons, graphics: at most 16,384 point-centre pairs, under a
@@ -79,7 +79,7 @@ class SpeedPreset:
         restarts = self.n_init
         if self.is_large(n_colors) and self.large_n_init is not None:
             restarts = self.large_n_init
-        if n_points is not None and n_points * n_colors <= _SMALL_PROBLEM:
+        if n_points * n_colors <= _SMALL_PROBLEM:
             restarts = max(restarts, _SMALL_PROBLEM_RESTARTS)
         return restarts
 

@@ -540,9 +540,8 @@ def apply_palette(
             n_diffused=palette_points.shape[1] - (1 if palette.shape[1] == 4 else 0),
         )
     else:
-        # Same colour, same entry: find it once per distinct colour, then look it up.
+        # Same colour, same entry: find it once per distinct colour; pixels look it up below.
         color_labels = nearest_palette_labels(color_points, palette_points).astype(np.uint8)
-        labels = color_labels[histogram.inverse].reshape(shape)
     if drop_unused:
         # Rounding can merge two centres, or leave one unused: keep the used entries.
         if dithered:
@@ -555,15 +554,17 @@ def apply_palette(
         if len(used) < len(palette):
             relabel = np.zeros(len(palette), dtype=np.uint8)
             relabel[used] = np.arange(len(used), dtype=np.uint8)
-            labels = relabel[labels]
             palette = palette[used]
-            if not dithered:
+            if dithered:
+                labels = relabel[labels]
+            else:
                 color_labels = relabel[color_labels]
     if dithered:
         inertia = float(
             pixel_squared_error(histogram.colors, histogram.inverse, palette, labels.reshape(-1))
         )
     else:
+        labels = color_labels[histogram.inverse].reshape(shape)
         inertia = float(
             color_squared_error(histogram.colors, histogram.counts, palette, color_labels)
         )

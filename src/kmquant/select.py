@@ -228,22 +228,27 @@ def elbow_curve(
     centers = None
     for k in range(ks[0], ks[-1] + 1):
         n_free = k - n_reserved
-        if n_free >= problem.n_candidates:
-            found = problem.colors
-        elif n_free < 1:
-            found = problem.reserved[:0]
-        else:
+        clustered = 1 <= n_free < problem.n_candidates
+        if clustered:
+            # Every K in the range moves the centres on (the warm start of K + 1)...
             if centers is None:
                 centers = initial_centers(X, weights, n_free, "k-means++", generator)
             else:
                 centers = _widen(X, weights, centers)
             centers, _ = lloyd(X, weights, centers, max_iter, tol_abs)
-            found = features_to_palette(centers, "rgb", problem.n_channels)
-        palette = problem.palette_with(found)
         if k not in wanted:
             continue
+        # ... but only the K asked for become palettes and images.
+        if centers is not None and clustered:
+            found = features_to_palette(centers, "rgb", problem.n_channels)
+        else:
+            found = problem.colors if n_free >= 1 else problem.reserved[:0]
         result = apply_palette(
-            histogram, shape, palette, squeeze_channels=squeezed, color_points=problem.all_points
+            histogram,
+            shape,
+            problem.palette_with(found),
+            squeeze_channels=squeezed,
+            color_points=problem.all_points,
         )
         error = result.inertia / n_pixel_values
         points.append(
