@@ -435,6 +435,11 @@ def _read_input(name: str) -> tuple[bytes, np.ndarray]:
     return data, decode_image(data, "<stdin>" if name == STDIO else name)
 
 
+def _rendering(args: argparse.Namespace) -> dict[str, Any]:
+    """The options :func:`_add_rendering_options` declares, as keyword arguments."""
+    return {"space": args.space, "dither": args.dither, "dither_strength": args.dither_strength}
+
+
 def _quantize(image: np.ndarray, args: argparse.Namespace, n_colors: int) -> QuantizedImage:
     return quantize(
         image,
@@ -444,9 +449,7 @@ def _quantize(image: np.ndarray, args: argparse.Namespace, n_colors: int) -> Qua
         max_iter=args.max_iter,
         tol=args.tol,
         speed=args.speed,
-        space=args.space,
-        dither=args.dither,
-        dither_strength=args.dither_strength,
+        **_rendering(args),
         rng=args.seed,
     )
 
@@ -509,17 +512,13 @@ def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage
         result = remap_image(
             image,
             palette,
-            space=args.space,
-            dither=args.dither,
-            dither_strength=args.dither_strength,
+            **_rendering(args),
         )
         return result, f"palette of {palette.shape[0]} colours from {args.palette}"
     if _has_quality_target(args):
         choice = fewest_colors(
             image,
-            space=args.space,
-            dither=args.dither,
-            dither_strength=args.dither_strength,
+            **_rendering(args),
             min_psnr=args.min_psnr,
             min_ssim=args.min_ssim,
             max_delta_e=args.max_delta_e,
@@ -534,9 +533,7 @@ def _choose(image: np.ndarray, args: argparse.Namespace) -> tuple[QuantizedImage
     if args.max_bytes is not None:
         choice = best_within_bytes(
             image,
-            space=args.space,
-            dither=args.dither,
-            dither_strength=args.dither_strength,
+            **_rendering(args),
             max_bytes=args.max_bytes,
             optimize=args.optimize,
             max_colors=args.n_colors or MAX_COLORS,
@@ -694,9 +691,7 @@ def _compare(args: argparse.Namespace) -> int:
                 image,
                 n_colors,
                 speed=args.speed,
-                space=args.space,
-                dither=args.dither,
-                dither_strength=args.dither_strength,
+                **_rendering(args),
                 rng=args.seed,
             )
             report = quality_report(image, result.to_image())
@@ -735,9 +730,7 @@ def _batch(args: argparse.Namespace) -> int:
         n_colors=args.n_colors,
         seed=args.seed,
         speed=args.speed,
-        space=args.space,
-        dither=args.dither,
-        dither_strength=args.dither_strength,
+        **_rendering(args),
         optimize=args.optimize,
         skip_existing=args.skip_existing,
         skip_if_larger=args.skip_if_larger,
