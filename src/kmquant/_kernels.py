@@ -23,10 +23,10 @@ def let_idle_threads_sleep() -> None:
     By default an OpenMP thread that finishes a parallel loop spins for a while, waiting for
     the next one. Where kmquant's kernels alternate with other work (oxipng's threads, numpy,
     decoding), that spinning takes a core from the work: on the 2-core benchmark machine a
-    one-worker batch ran 4.7 images/s with spinning threads and 5.4 to 5.7 with sleeping
-    ones; a single ``compress`` run is unchanged. Takes effect only before the first parallel
-    kernel runs (numba reads it when it starts its OpenMP threads); the command line calls
-    it first thing, and child processes inherit it.
+    one-worker batch (benchmarks/batch.py) ran 4.7 images/s with spinning threads and 5.9
+    with sleeping ones. Takes effect only before the first parallel kernel runs (numba reads
+    it when it starts its OpenMP threads); the command line calls it first thing, and child
+    processes inherit it.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

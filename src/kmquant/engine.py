@@ -269,8 +269,8 @@ def improve_by_swaps(
     second_labels = np.empty(n_points, dtype=np.intp)
     _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
     # einsum rather than np.dot throughout: BLAS would take large sums on several threads that
-    # then spin idle and slow what follows (K = 256 on the photos: 276 -> 170 ms per image,
-    # with the same change in kmeans._inertia and the colour transforms).
+    # then spin idle and slow what follows (benchmarks/compare.py, K = 256 on the photos:
+    # 0.266 -> 0.182 s per image, with the same change in kmeans._inertia and colorspace).
     inertia = float(np.einsum("i,i,i->", weights, nearest, nearest))
     tried: set[tuple[int, int]] = set()
     accepted = 0

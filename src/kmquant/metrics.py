@@ -55,7 +55,8 @@ def mse(reference: np.ndarray, distorted: np.ndarray) -> float:
         difference = flat_first[start : start + _BLOCK_VALUES].astype(np.float64)
         difference -= flat_second[start : start + _BLOCK_VALUES]
         # einsum, not np.dot: BLAS would run this on several threads that then spin idle,
-        # taking a core from whatever runs next (a one-worker batch: 5.9 -> 6.5 images/s).
+        # taking a core from whatever runs next (benchmarks/batch.py, one worker: 5.9 -> 6.7
+        # images/s).
         total += float(np.einsum("i,i->", difference, difference))
     return total / flat_first.size
 

@@ -18,9 +18,9 @@ DITHERS = ("none", "floyd-steinberg", "ordered")
 ERROR_LIMIT = 0.3
 # Floyd-Steinberg diffuses a pixel's error times 1 / (1 + (g / (EDGE_GAP x gap))^2), g its
 # largest step to a neighbour: full in smooth areas, little across edges and texture, as
-# pngquant does. Measured on the 14 photos against pngquant at K = 16 and 64: no edge weight,
-# SSIM at least pngquant's on 12 and 12 of 14, mean dE00 on 13 and 6; 1.0: 13, 13 and 13, 12;
-# 0.3: 13, 14 and 14, 13; 0.15: 14 of 14 for both, at both K.
+# pngquant does. `benchmarks/perception.py dither` on the 14 photos, against pngquant at K = 16
+# and 64: without the weight SSIM at least pngquant's on 12 and 12 of 14, mean dE00 on 13 and
+# 6; with EDGE_GAP = 0.15 on 14 of 14 for both, at both K.
 EDGE_GAP = 0.15
 
 
