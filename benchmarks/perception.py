@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -82,11 +83,22 @@ def compare(paths: list[Path], ks: list[int], dither: str, check_alpha: bool) ->
         print(HEADER)
         wins = {"ssim": 0, "delta_e": 0, "psnr": 0}
         sizes = {"kmquant": [], "pngquant": []}
+        times = {"dithered": 0.0, "plain": 0.0}
         for path in paths:
             image = kmquant.read_image(path)
             started = time.perf_counter()
             result = kmquant.quantize(image, k, dither=dither, rng=0)
             seconds = time.perf_counter() - started
+            if dither != "none":
+                # Medians of 3 runs each, alternating, for the dithering-cost ratio.
+                runs: dict[str, list[float]] = {"dithered": [], "plain": []}
+                for _ in range(3):
+                    for name, mode in (("dithered", dither), ("plain", "none")):
+                        started = time.perf_counter()
+                        kmquant.quantize(image, k, dither=mode, rng=0)
+                        runs[name].append(time.perf_counter() - started)
+                for name in times:
+                    times[name] += statistics.median(runs[name])
             data = kmquant.encode_png(result)
             ours = metrics.quality_report(image, result.to_image())
             print(row(f"{path.name} kmquant", ours, len(data), seconds))
@@ -107,6 +119,11 @@ def compare(paths: list[Path], ks: list[int], dither: str, check_alpha: bool) ->
                 wins["ssim"] += ours["ssim"] >= theirs["ssim"]
                 wins["delta_e"] += ours["delta_e"] <= theirs["delta_e"]
                 wins["psnr"] += ours["psnr"] >= theirs["psnr"]
+        if dither != "none":
+            print(
+                f"\nkmquant time with --dither {dither} / without: "
+                f"{times['dithered'] / times['plain']:.2f}x (sum over images of medians of 3 runs)"
+            )
         if have_pngquant:
             print(
                 f"\nkmquant at least as good as pngquant on {wins['ssim']}/{len(paths)} images "
