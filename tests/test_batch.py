@@ -222,3 +222,20 @@ def test_fsspec_urls_in_and_out_match_a_local_run(mixed_folder, tmp_path):
         assert {o.job.relative for o in again if o.status == "skipped"} == done
     finally:
         memory.rm(root, recursive=True)
+
+
+def test_local_cluster_workers_keep_glibc_malloc_thresholds(monkeypatch):
+    """Dask's MALLOC_TRIM_THRESHOLD_ would make every large array a fresh mmap in our workers."""
+    from distributed import Client
+
+    from kmquant.batch import _local_cluster_settings, start_local_cluster
+
+    # Starting any Dask nanny copies its worker variables into this process's environment.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with start_local_cluster(1) as cluster, Client(cluster) as client:
+        # A lambda travels by value and reads the worker's environment (os.environ.get, a bound
+        # method, would carry this process's environment with it).
+        seen = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(seen.values()) == [None]
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert "MALLOC_TRIM_THRESHOLD_" not in str(_local_cluster_settings())  # the user's is kept
