@@ -19,8 +19,9 @@ from kmquant.engine import (
     improve_by_swaps,
     initial_centers,
     lloyd,
+    split_centers,
 )
-from kmquant.histogram import pack_colors
+from kmquant.histogram import cell_histogram, pack_colors
 from kmquant.kmeans import _lloyd, _tolerance
 
 
@@ -201,7 +202,8 @@ def test_fast_is_coarser_but_still_far_better_than_two_colours(sample_image):
     assert fast.inertia < two.inertia / 3
 
 
-def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image):
+@pytest.mark.parametrize("speed", ["default", "fast"])
+def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image, speed):
     from PIL import Image
 
     source = tmp_path / "in.png"
@@ -219,6 +221,8 @@ def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image):
                 str(source),
                 "-k",
                 "64",
+                "--speed",
+                speed,
                 "-o",
                 str(target),
             ],
@@ -229,3 +233,46 @@ def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image):
         )
         outputs.append(target.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+# ------------------------------------------------------------------ speed="fast" on RGB
+
+
+def sum_of_squares(X, weights, labels, centers):
+    return float(np.einsum("i,ij,ij->", weights, X - centers[labels], X - centers[labels]))
+
+
+def test_variance_split_cuts_lower_j_at_every_step(sample_image):
+    cells = cell_histogram(sample_image, 5)
+    X, weights = cells.means, cells.counts.astype(np.float64)
+    previous = np.inf
+    for n_colors in (1, 2, 5, 16, 64):
+        centers = _kernels.variance_split(X, weights, n_colors)
+        assert centers.shape == (n_colors, 3)
+        labels = np.empty(len(X), dtype=np.intp)
+        _kernels.nearest_labels(X, centers, labels)
+        j = sum_of_squares(X, weights, labels, centers)
+        assert j < previous
+        previous = j
+    # One cluster: the weighted mean of all points.
+    np.testing.assert_allclose(
+        _kernels.variance_split(X, weights, 1)[0], np.average(X, axis=0, weights=weights)
+    )
+
+
+def test_variance_split_stops_when_nothing_is_left_to_cut():
+    X = np.array([[0.0, 0, 0], [0, 0, 0], [9, 9, 9]])
+    centers = _kernels.variance_split(X, np.ones(3), 4)
+    assert sorted(centers.tolist()) == [[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]
+
+
+def test_lloyd_steps_after_the_split_lower_j(sample_image):
+    cells = cell_histogram(sample_image, 5)
+    X, weights = cells.means, cells.counts.astype(np.float64)
+    values = []
+    for steps in (0, 1, 3):
+        centers = split_centers(X, weights, 32, steps).centers
+        labels = np.empty(len(X), dtype=np.intp)
+        _kernels.nearest_labels(X, centers, labels)
+        values.append(sum_of_squares(X, weights, labels, centers))
+    assert values[0] > values[1] > values[2]

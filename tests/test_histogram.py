@@ -3,7 +3,7 @@ import pytest
 
 from kmquant import color_histogram
 from kmquant._kernels import color_squared_error, label_counts, pixel_squared_error
-from kmquant.histogram import pack_colors
+from kmquant.histogram import cell_histogram, pack_colors
 
 
 def test_histogram_of_the_sample_rebuilds_every_pixel(sample_image):
@@ -52,3 +52,30 @@ def test_counting_kernels_equal_numpy(sample_image):
     assert color_squared_error(hist.colors, hist.counts, palette, color_labels) == pytest.approx(
         float(np.dot(hist.counts, per_color)), rel=1e-12
     )
+
+
+@pytest.mark.parametrize("bits", [3, 5])
+def test_cell_histogram_equals_numpy(sample_image, bits):
+    pixels = sample_image.reshape(-1, 3).astype(np.int64)
+    cell = (
+        (pixels[:, 0] >> (8 - bits)) << (2 * bits)
+        | (pixels[:, 1] >> (8 - bits)) << bits
+        | pixels[:, 2] >> (8 - bits)
+    )
+    occupied, inverse, counts = np.unique(cell, return_inverse=True, return_counts=True)
+    cells = cell_histogram(sample_image, bits)
+    np.testing.assert_array_equal(cells.cells, occupied)
+    np.testing.assert_array_equal(cells.counts, counts)
+    sums = np.stack([np.bincount(inverse, weights=pixels[:, c]) for c in range(3)], axis=1)
+    np.testing.assert_array_equal(cells.sums, sums.astype(np.int64))
+    assert cells.total_square == int((pixels**2).sum())
+    # The error of giving each cell a colour, from the sums alone, is the per-pixel error.
+    colors = np.random.default_rng(0).integers(0, 256, (cells.n_cells, 3))
+    assert cells.squared_error(colors) == int(((pixels - colors[inverse]) ** 2).sum())
+
+
+def test_cell_histogram_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        cell_histogram(np.zeros((2, 4), dtype=np.uint8), 5)
+    with pytest.raises(ValueError, match="bits"):
+        cell_histogram(np.zeros((2, 3), dtype=np.uint8), 8)

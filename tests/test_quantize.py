@@ -108,3 +108,60 @@ def test_bad_images_are_rejected():
         quantize(np.full((4, 4, 3), 300, dtype=np.int32))
     with pytest.raises(ValueError, match="at least one pixel"):
         quantize(np.zeros((0, 4, 3), dtype=np.uint8))
+
+
+# ------------------------------------------------------------------ speed="fast" on RGB
+
+
+@pytest.mark.parametrize("n_colors", [16, 256])
+def test_fast_maps_pixels_by_cell_with_an_exact_inertia(sample_image, n_colors):
+    from PIL import Image
+
+    from kmquant.histogram import cell_histogram
+
+    result = quantize(sample_image, n_colors, speed="fast")
+    image = result.to_image()
+    assert result.n_colors == n_colors and result.n_input_colors is None
+    assert np.unique(result.labels).size == result.n_colors  # every entry used
+    assert result.inertia == metrics.mse(sample_image, image) * sample_image.size
+    # Every pixel of a cell gets one entry: the nearest to the cell's mean colour.
+    cells = cell_histogram(sample_image, 5)
+    pixels = sample_image.reshape(-1, 3).astype(np.int64)
+    cell = (pixels[:, 0] >> 3) << 10 | (pixels[:, 1] >> 3) << 5 | pixels[:, 2] >> 3
+    labels = result.labels.reshape(-1)
+    first = np.unique(cell, return_index=True)[1]
+    np.testing.assert_array_equal(labels, labels[first][np.searchsorted(cells.cells, cell)])
+    palette = result.palette.astype(float)
+    distances = ((cells.means[:, None] - palette[None]) ** 2).sum(axis=2)
+    chosen = distances[np.arange(cells.n_cells), labels[first]]
+    np.testing.assert_array_equal(chosen, distances.min(axis=1))
+    # Far better than the peer it races (Pillow's fast octree), and no seed involved.
+    octree = Image.fromarray(sample_image).quantize(
+        n_colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+    )
+    assert (
+        result.inertia
+        < 0.6 * metrics.mse(sample_image, np.asarray(octree.convert("RGB"))) * sample_image.size
+    )
+    again = quantize(sample_image, n_colors, speed="fast", rng=7)
+    np.testing.assert_array_equal(again.labels, result.labels)
+
+
+def test_fast_keeps_few_colours_exactly_and_other_inputs_take_the_histogram(small_photo):
+    two_tones = np.zeros((8, 8, 3), dtype=np.uint8)
+    two_tones[:, 4:] = [2, 250, 7]  # two cells, K = 4: the colours are kept exactly
+    with pytest.warns(KmquantWarning, match="distinct colours"):
+        kept = quantize(two_tones, 4, speed="fast")
+    assert sorted(kept.palette.tolist()) == [[0, 0, 0], [2, 250, 7]]
+    # Dithering, restarts asked for, or alpha: the colour-histogram route (colours counted).
+    for options in ({"dither": "ordered"}, {"n_init": 2}):
+        assert quantize(small_photo, 8, speed="fast", rng=0, **options).n_input_colors > 100
+    rgba = np.dstack([small_photo, np.full(small_photo.shape[:2], 255, np.uint8)])
+    assert quantize(rgba, 8, speed="fast", rng=0).n_input_colors > 100
+
+
+@pytest.mark.parametrize("space", ["lab", "oklab", "hsv"])
+def test_fast_works_in_every_space(small_photo, space):
+    result = quantize(small_photo, 8, speed="fast", space=space)
+    assert 1 <= result.n_colors <= 8
+    assert result.inertia == metrics.mse(small_photo, result.to_image()) * small_photo.size

@@ -164,16 +164,17 @@ def _add_kmeans_options(parser: argparse.ArgumentParser, *, k_help: str | None =
         "--speed",
         choices=SPEEDS,
         default="default",
-        help="fast: one k-means on coarse colours; default: restarts and swaps on coarse "
-        "colours, refined on all; best: restarts and swaps on all colours (default: default)",
+        help="fast: RGB pixels counted in 5-bit cells, split by variance, mapped by cell (else "
+        "one k-means on coarse colours); default: restarts and swaps on coarse colours, "
+        "refined on all; best: restarts and swaps on all colours (default: default)",
     )
     _add_rendering_options(parser)
     parser.add_argument(
         "--n-init",
         type=_positive_int,
         default=None,
-        help="k-means restarts, best kept (default: 1 with --speed fast, else 3; 10 for "
-        "images with few colours)",
+        help="k-means restarts, best kept (default: 3, and 10 for images with few colours; "
+        "with --speed fast, none on RGB without dithering, else 1)",
     )
     parser.add_argument(
         "--max-iter",

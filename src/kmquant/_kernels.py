@@ -735,3 +735,136 @@ def color_squared_error(colors, counts, palette, labels):  # pragma: no cover - 
     for j in range(labels.shape[0]):
         total += counts[j] * _squared_distance(colors, j, palette, labels[j])
     return total
+
+
+# ------------------------------------------------------------------ cells (``--speed fast``)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cell_of(pixels, i, bits):  # pragma: no cover - compiled
+    """Cell of RGB pixel i: its top ``bits`` bits per channel, packed as r, g, b."""
+    shift = 8 - bits
+    red = np.int64(pixels[i, 0]) >> shift
+    green = np.int64(pixels[i, 1]) >> shift
+    blue = np.int64(pixels[i, 2]) >> shift
+    return (red << (2 * bits)) | (green << bits) | blue
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def cell_sums(pixels, bits, n_parts):  # pragma: no cover - compiled
+    """Pixel count and channel sums of every cell, and the sum of all squared channels.
+
+    Reads RGB ``pixels`` (n, 3) uint8. Returns ``counts`` (2^(3 bits),), ``sums``
+    (2^(3 bits), 3) and ``total_square``, all int64. Each of ``n_parts`` slices of the pixels
+    counts into its own table, then the tables are added: integer sums, so the result is the
+    same for any number of threads or parts.
+    """
+    n_pixels = pixels.shape[0]
+    n_cells = 1 << (3 * bits)
+    counts = np.zeros((n_parts, n_cells), dtype=np.int64)
+    sums = np.zeros((n_parts, n_cells, 3), dtype=np.int64)
+    squares = np.zeros(n_parts, dtype=np.int64)
+    size = (n_pixels + n_parts - 1) // n_parts
+    for part in prange(n_parts):
+        square = np.int64(0)
+        for i in range(part * size, min(n_pixels, (part + 1) * size)):
+            cell = _cell_of(pixels, i, bits)
+            counts[part, cell] += 1
+            for channel in range(3):
+                value = np.int64(pixels[i, channel])
+                sums[part, cell, channel] += value
+                square += value * value
+        squares[part] = square
+    for part in range(1, n_parts):
+        for cell in range(n_cells):
+            counts[0, cell] += counts[part, cell]
+            for channel in range(3):
+                sums[0, cell, channel] += sums[part, cell, channel]
+    return counts[0], sums[0], squares.sum()
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def labels_through_cells(pixels, bits, cell_labels, labels):  # pragma: no cover - compiled
+    """``labels[i] = cell_labels[cell of pixel i]``: reads ``pixels`` (n, 3), writes ``labels``."""
+    for i in prange(pixels.shape[0]):
+        labels[i] = cell_labels[_cell_of(pixels, i, bits)]
+
+
+@njit(cache=True, nogil=True)
+def _weighted_spread(X, weights, order, start, stop, mean, spread):  # pragma: no cover
+    """Weighted mean and per-feature sum of w * (x - mean)^2 of ``X[order[start:stop]]``.
+
+    Writes ``mean`` and ``spread`` (d,); returns the total, the cluster's sum of squares.
+    """
+    n_features = X.shape[1]
+    total_weight = 0.0
+    for feature in range(n_features):
+        mean[feature] = 0.0
+        spread[feature] = 0.0
+    for position in range(start, stop):
+        i = order[position]
+        total_weight += weights[i]
+        for feature in range(n_features):
+            mean[feature] += weights[i] * X[i, feature]
+    for feature in range(n_features):
+        mean[feature] /= total_weight
+    for position in range(start, stop):
+        i = order[position]
+        for feature in range(n_features):
+            difference = X[i, feature] - mean[feature]
+            spread[feature] += weights[i] * difference * difference
+    return spread.sum()
+
+
+@njit(cache=True, nogil=True)
+def variance_split(X, weights, n_colors):  # pragma: no cover - compiled
+    """Up to ``n_colors`` centres by splitting clusters, largest sum of squares first.
+
+    Starts from one cluster of all points; repeatedly takes the cluster with the largest
+    within-cluster sum of squares and cuts it, at its weighted mean, across the feature in which
+    it spreads most (as Wu's and median-cut quantizers do). Returns the clusters' weighted
+    means (m, d), m < ``n_colors`` only when no cluster can be cut further. Serial and
+    without randomness: the same points always give the same centres.
+    """
+    n_points, n_features = X.shape
+    order = np.arange(n_points)
+    starts = np.zeros(n_colors, dtype=np.int64)
+    stops = np.zeros(n_colors, dtype=np.int64)
+    scatter = np.zeros(n_colors)
+    mean = np.empty(n_features)
+    spread = np.empty(n_features)
+    stops[0] = n_points
+    scatter[0] = _weighted_spread(X, weights, order, 0, n_points, mean, spread)
+    n_clusters = 1
+    while n_clusters < n_colors:
+        widest = -1
+        for cluster in range(n_clusters):
+            if stops[cluster] - starts[cluster] >= 2 and scatter[cluster] > 0.0:
+                if widest < 0 or scatter[cluster] > scatter[widest]:
+                    widest = cluster
+        if widest < 0:
+            break
+        start, stop = starts[widest], stops[widest]
+        _weighted_spread(X, weights, order, start, stop, mean, spread)
+        axis = np.argmax(spread)
+        cut = mean[axis]
+        low, high = start, stop - 1
+        while low <= high:  # points at or below the cut to the front
+            if X[order[low], axis] <= cut:
+                low += 1
+            else:
+                order[low], order[high] = order[high], order[low]
+                high -= 1
+        if low == start or low == stop:  # rounding put every point on one side
+            scatter[widest] = 0.0
+            continue
+        starts[n_clusters], stops[n_clusters] = low, stop
+        stops[widest] = low
+        scatter[widest] = _weighted_spread(X, weights, order, start, low, mean, spread)
+        scatter[n_clusters] = _weighted_spread(X, weights, order, low, stop, mean, spread)
+        n_clusters += 1
+    centers = np.empty((n_clusters, n_features))
+    for cluster in range(n_clusters):
+        _weighted_spread(X, weights, order, starts[cluster], stops[cluster], mean, spread)
+        centers[cluster] = mean
+    return centers

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._exceptions import KmquantWarning
-from ._kernels import color_squared_error, label_counts, pixel_squared_error
+from ._kernels import (
+    color_squared_error,
+    label_counts,
+    labels_through_cells,
+    nearest_labels,
+    pixel_squared_error,
+)
 from .colorspace import (
     PARTIAL,
     SPACES,
@@ -21,9 +27,10 @@ from .colorspace import (
     alpha_classes,
     color_features,
     features_to_palette,
+    to_space,
 )
-from .engine import PRESETS, fit_centers
-from .histogram import ColorHistogram, color_histogram
+from .engine import PRESETS, fit_centers, split_centers
+from .histogram import ColorHistogram, cell_histogram, color_histogram
 from .kmeans import INIT_METHODS, _check_n_colors
 from .palette import luminance_order
 from .remap import DITHERS, dither_labels, nearest_palette_labels
@@ -36,6 +43,7 @@ __all__ = [
     "clustering_problem",
     "prepare_pixels",
     "quantize",
+    "quantize_by_cells",
     "quantize_histogram",
     "remap_image",
 ]
@@ -62,8 +70,9 @@ class QuantizedImage:
         ``to_image()`` (0..255 scale): k-means' objective J for the returned palette.
     n_iter : int
         Lloyd iterations of the restart that was kept (0 when no k-means was needed).
-    n_input_colors : int
-        Distinct colours in the (normalised) input image.
+    n_input_colors : int or None
+        Distinct colours in the (normalised) input image; None where they were not counted
+        (``speed="fast"`` on RGB, see :func:`quantize_by_cells`).
     squeeze_channels : bool
         True when the input was a 2-D greyscale array, so ``to_image()`` is 2-D too.
     """
@@ -72,7 +81,7 @@ class QuantizedImage:
     labels: np.ndarray
     inertia: float
     n_iter: int
-    n_input_colors: int
+    n_input_colors: int | None
     squeeze_channels: bool = False
 
     @property
@@ -202,11 +211,16 @@ def quantize(
     tol : float, optional
         Relative tolerance on the centre shift (see :func:`run_kmeans`; default 1e-4).
     speed : {"fast", "default", "best"}, optional
-        How hard to search (see :mod:`kmquant.engine`): "fast" runs k-means once on colours
-        merged to 4 bits per channel (5 above K = 32); "default" merges to 5 bits for 3
-        restarts and 20 swaps (6 bits, 2 restarts and 5 swaps above K = 96), then refines on
-        every distinct colour; "best" does 3 restarts
-        and 30 swaps on every distinct colour.
+        How hard to search (see :mod:`kmquant.engine`): "default" merges colours to 5 bits
+        per channel for 3 restarts and 20 swaps (6 bits, 2 restarts and 5 swaps above
+        K = 96), then refines on every distinct colour; "best" does 3 restarts and 30 swaps
+        on every distinct colour. "fast", for an RGB image without dithering and with the
+        default ``init`` and ``n_init``, never counts distinct colours: it counts pixels in
+        the 32,768 cells of their top 5 bits per channel, splits the cells' means into K
+        clusters by variance (no random draw: ``rng`` does not matter), takes 2 Lloyd steps
+        and maps every pixel through its cell's entry (see :func:`quantize_by_cells`).
+        Otherwise "fast" runs k-means once on colours merged to 4 bits per channel (5 above
+        K = 32).
     space : {"rgb", "lab", "oklab", "hsv"}, optional
         Colour space k-means runs in (see :mod:`kmquant.colorspace`); the palette always
         comes back as exact sRGB. "rgb" (default) minimises the MSE, so it gives the best
@@ -254,6 +268,21 @@ def quantize(
     ([[0, 0, 0], [200, 30, 30]], 0.0)
     """
     pixels, squeezed = prepare_pixels(image)
+    if (
+        speed == "fast"
+        and pixels.shape[2] == 3
+        and (dither == "none" or dither_strength == 0)
+        and init == "k-means++"
+        and n_init is None
+    ):
+        n_colors = _check_n_colors(n_colors)
+        if n_colors > MAX_COLORS:
+            raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
+        _check_options(init, n_init, max_iter, tol, speed)
+        _check_rendering(space, dither, dither_strength)
+        by_cells = quantize_by_cells(pixels, n_colors, space=space, squeeze_channels=squeezed)
+        if by_cells is not None:
+            return by_cells
     histogram = color_histogram(pixels)
     return quantize_histogram(
         histogram,
@@ -442,6 +471,69 @@ def quantize_histogram(
         dither=dither,
         dither_strength=dither_strength,
         color_points=problem.all_points,
+    )
+
+
+# Bits per channel of the cells of ``speed="fast"``, and its Lloyd steps.
+FAST_CELL_BITS = 5
+FAST_LLOYD_STEPS = 2
+
+
+def quantize_by_cells(
+    pixels: np.ndarray,
+    n_colors: int,
+    *,
+    space: str = "rgb",
+    bits: int = FAST_CELL_BITS,
+    n_steps: int = FAST_LLOYD_STEPS,
+    squeeze_channels: bool = False,
+) -> QuantizedImage | None:
+    """``speed="fast"`` for RGB pixels: k-means on cell means, pixels mapped by cell.
+
+    1. One pass counts the pixels of every cell of the colour cube (the top ``bits`` bits of
+       each channel; :func:`kmquant.histogram.cell_histogram`), with the sums that give each
+       cell's mean colour.
+    2. The cell means, weighted by their pixel counts and taken into ``space``, are split
+       into ``n_colors`` clusters by variance and refined by ``n_steps`` Lloyd steps
+       (:func:`kmquant.engine.split_centers`).
+    3. Each cell gets the palette entry nearest its mean; a second pass gives every pixel
+       its cell's entry. All pixels of a cell share an entry, so a pixel may miss a nearer
+       one; that is the price of never handling distinct colours.
+
+    The inertia is exact (see :meth:`kmquant.histogram.CellHistogram.squared_error`);
+    ``n_input_colors`` is None, since distinct colours are not counted. Returns None when
+    the image fills no more than ``n_colors`` cells: it may have so few colours that they
+    can be kept exactly, which only the colour histogram can tell.
+    """
+    height, width = pixels.shape[:2]
+    rows = np.ascontiguousarray(pixels.reshape(-1, 3))
+    cells = cell_histogram(rows, bits)
+    if cells.n_cells <= n_colors:
+        return None
+    means = cells.means
+    points = to_space(means, space)
+    fit = split_centers(points, cells.counts, n_colors, n_steps)
+    palette = features_to_palette(fit.centers, space, 3)
+    palette = palette[_palette_order(palette)]
+    cell_entries = np.empty(cells.n_cells, dtype=np.intp)
+    nearest_labels(points, color_features(palette, space), cell_entries)
+    # Rounding can merge two centres, or leave one unused: keep the used entries.
+    pixels_per_entry = np.bincount(cell_entries, weights=cells.counts, minlength=len(palette))
+    used = np.flatnonzero(pixels_per_entry)
+    relabel = np.zeros(len(palette), dtype=np.uint8)
+    relabel[used] = np.arange(len(used), dtype=np.uint8)
+    palette = np.ascontiguousarray(palette[used])
+    lookup = np.zeros(1 << (3 * bits), dtype=np.uint8)
+    lookup[cells.cells] = relabel[cell_entries]
+    labels = np.empty(rows.shape[0], dtype=np.uint8)
+    labels_through_cells(rows, bits, lookup, labels)
+    return QuantizedImage(
+        palette=palette,
+        labels=labels.reshape(height, width),
+        inertia=float(cells.squared_error(palette[relabel[cell_entries]])),
+        n_iter=fit.n_iter,
+        n_input_colors=None,
+        squeeze_channels=squeeze_channels,
     )
 
 
