@@ -276,3 +276,13 @@ def test_lloyd_steps_after_the_split_lower_j(sample_image):
         _kernels.nearest_labels(X, centers, labels)
         values.append(sum_of_squares(X, weights, labels, centers))
     assert values[0] > values[1] > values[2]
+
+
+def test_cell_ranks_equal_numpy_unique():
+    from kmquant.engine import _rank_of_values
+
+    rng = np.random.default_rng(3)
+    for high in (50, 1 << 18, 1 << 30):  # table below 2^21 possible cells, sort above
+        values = rng.integers(0, high, 5000).astype(np.int64)
+        expected = np.unique(values, return_inverse=True)[1].reshape(-1)
+        np.testing.assert_array_equal(_rank_of_values(values), expected)
