@@ -74,6 +74,18 @@ def test_the_histogram_is_counted_once_per_image(client, uploaded, monkeypatch):
     assert calls == []
 
 
+def test_the_sliders_fast_answer_goes_by_cells(client, uploaded, small_photo):
+    from kmquant import quantize
+
+    answer = client.get(
+        f"/api/images/{uploaded['id']}/quantize", params={"k": 8, "speed": "fast"}
+    ).json()
+    by_cells = quantize(small_photo, 8, speed="fast")  # no seed: the cell route has none
+    assert sorted(entry["hex"] for entry in answer["palette"]) == sorted(
+        "#{:02x}{:02x}{:02x}".format(*entry) for entry in by_cells.palette
+    )
+
+
 def test_downloads(client, uploaded):
     response = client.get(f"/api/images/{uploaded['id']}/result.png", params={"k": 6})
     assert response.headers["content-type"] == "image/png"

@@ -46,6 +46,7 @@ __all__ = [
     "quantize_by_cells",
     "quantize_histogram",
     "remap_image",
+    "takes_cells",
 ]
 
 MAX_COLORS = 256
@@ -268,13 +269,7 @@ def quantize(
     ([[0, 0, 0], [200, 30, 30]], 0.0)
     """
     pixels, squeezed = prepare_pixels(image)
-    if (
-        speed == "fast"
-        and pixels.shape[2] == 3
-        and (dither == "none" or dither_strength == 0)
-        and init == "k-means++"
-        and n_init is None
-    ):
+    if takes_cells(pixels, speed, dither, dither_strength, init=init, n_init=n_init):
         n_colors = _check_n_colors(n_colors)
         if n_colors > MAX_COLORS:
             raise ValueError(f"n_colors must be in 1..{MAX_COLORS}, got {n_colors}")
@@ -477,6 +472,30 @@ def quantize_histogram(
 # Bits per channel of the cells of ``speed="fast"``, and its Lloyd steps.
 FAST_CELL_BITS = 5
 FAST_LLOYD_STEPS = 2
+
+
+def takes_cells(
+    pixels: np.ndarray,
+    speed: str,
+    dither: str,
+    dither_strength: float,
+    *,
+    init: str = "k-means++",
+    n_init: int | None = None,
+) -> bool:
+    """Whether ``speed="fast"`` goes by cells (:func:`quantize_by_cells`) for these pixels.
+
+    It does for RGB pixels mapped without dithering, when no k-means option (``init``,
+    ``n_init``) asks for the histogram route.
+    """
+    return (
+        speed == "fast"
+        and pixels.ndim == 3
+        and pixels.shape[2] == 3
+        and (dither == "none" or dither_strength == 0)
+        and init == "k-means++"
+        and n_init is None
+    )
 
 
 def quantize_by_cells(

@@ -32,7 +32,14 @@ from ..histogram import ColorHistogram, color_histogram
 from ..io import decode_image, encode_pixels_png, encode_png, read_bytes
 from ..metrics import composite, mse, ssim
 from ..palette import hex_code, palette_shares, palette_text, share_order
-from ..quantize import MAX_COLORS, QuantizedImage, prepare_pixels, quantize_histogram
+from ..quantize import (
+    MAX_COLORS,
+    QuantizedImage,
+    prepare_pixels,
+    quantize_by_cells,
+    quantize_histogram,
+    takes_cells,
+)
 from ..remap import DITHERS
 
 __all__ = ["ImageStore", "create_app"]
@@ -158,6 +165,10 @@ def _quantize(
 ) -> QuantizedImage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if takes_cells(stored.pixels, speed, dither, strength):
+            by_cells = quantize_by_cells(stored.pixels, k, space=space)
+            if by_cells is not None:
+                return by_cells
         return quantize_histogram(
             stored.histogram,
             stored.pixels.shape[:2],
