@@ -229,6 +229,19 @@ def test_every_optimize_level_decodes_to_the_same_pixels(sample_image):
         encode_png(result, optimize=7)
 
 
+@pytest.mark.parametrize("n_colors", [4, 16])
+def test_packed_rows_lose_nothing_by_skipping_row_filters(sample_image, n_colors):
+    import oxipng
+
+    result = quantize(sample_image, n_colors, rng=0)
+    height, width = result.labels.shape
+    entries = [(int(r), int(g), int(b), 255) for r, g, b in result.palette]
+    every_filter = oxipng.RawImage(
+        result.labels.tobytes(), width, height, color_type=oxipng.ColorType.indexed(entries)
+    ).create_optimized_png(level=2, color_type_reduction=False, grayscale_reduction=False)
+    assert len(encode_png(result, optimize=2)) <= len(every_filter) * 1.001
+
+
 def test_grey_palette_stays_indexed_after_oxipng(small_photo):
     result = quantize(small_photo[:, :, 0], 4, rng=0)
     data = encode_png(result, optimize=2)

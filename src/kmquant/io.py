@@ -184,8 +184,9 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
     result : QuantizedImage
     optimize : {0, 1, 2, 3}, optional
         0: zlib at level 1 (fastest); 1: zlib at level 9 (Pillow's ``optimize``);
-        2 (default): oxipng preset 2, which tries PNG row filters and compresses with
-        libdeflate (about 8 to 30% smaller than level 1, about 0.1 s per megapixel);
+        2 (default): oxipng preset 2, which tries PNG row filters (8-bit indices only: for
+        1, 2 and 4 bits none pays) and compresses with libdeflate (about 8 to 30% smaller
+        than level 1, about 0.1 s per megapixel);
         3: oxipng preset 4 (a few % smaller again, about 3x slower).
 
     Returns
@@ -211,11 +212,21 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
         )
         # Keep the PNG indexed (colour type 3) even where greyscale would be smaller: the
         # palette is the product.
-        return bytes(
-            raw.create_optimized_png(
+        if level == 2 and len(palette) <= 16:
+            # 1, 2 and 4-bit rows pack several pixels per byte, and no PNG row filter paid
+            # on any image of the test corpus at K = 2, 4 or 16 (the same bytes, 21 images):
+            # trying them took 115 instead of 65 ms a photo (benchmarks/batch.py --stages).
+            png = raw.create_optimized_png(
+                level=2,
+                color_type_reduction=False,
+                grayscale_reduction=False,
+                filter=[oxipng.RowFilter.NoOp],
+            )
+        else:
+            png = raw.create_optimized_png(
                 level=_OXIPNG_LEVEL[level], color_type_reduction=False, grayscale_reduction=False
             )
-        )
+        return bytes(png)
     indexed = Image.frombytes("P", (width, height), labels.tobytes())
     indexed.putpalette(rgb.tobytes(), "RGB")
     options: dict[str, object] = {}
