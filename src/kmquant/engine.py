@@ -17,7 +17,7 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
 
 ``speed="fast"`` on RGB pixels skips all of this (:func:`kmquant.quantize.quantize_by_cells`):
 the pixels are counted in cells of 5 bits per channel, the cells' means are split by
-variance (:func:`split_centers`) and take two Lloyd steps, and no distinct colour is ever
+variance (:func:`split_centers`) and take 2 to 10 Lloyd steps, and no distinct colour is ever
 handled, so it races Pillow's fast octree rather than libimagequant.
 
 References
