@@ -196,7 +196,7 @@ def _rank_of_values(values: np.ndarray) -> np.ndarray:
     """For each value, its rank among the distinct values: ``np.unique``'s inverse.
 
     Cells of 5 or 6 bits per channel number at most 2^18 (RGB): a table of which are present
-    gives the ranks in one pass, 5x faster than sorting a photo's colours (1.15 -> 0.21 ms).
+    gives the ranks in one pass over the colours instead of a sort.
     """
     if values.size == 0 or int(values.max()) >= _MAX_CELL_TABLE:
         return np.unique(values, return_inverse=True)[1].reshape(-1)
