@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import signal
 import subprocess
@@ -123,10 +124,15 @@ def test_shared_palette_gives_every_image_the_same_colours(mixed_folder, tmp_pat
         ]
     )
     palettes = set()
+    stored = set()
     for data in visible_files(out).values():
         image = read_image(data)
         palettes |= {tuple(c) for c in np.unique(image.reshape(-1, 3), axis=0)}
+        with Image.open(io.BytesIO(data)) as png:
+            stored.add(tuple(png.getpalette()))
     assert len(palettes) <= 6
+    # Every file stores the whole shared palette, in the same order, used entries or not.
+    assert len(stored) == 1 and len(stored.pop()) == 6 * 3
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from kmquant import (
     encode_png,
     quantize,
     read_image,
+    remap_image,
     write_png,
 )
 from kmquant.io import atomic_write_bytes
@@ -230,7 +231,7 @@ def test_every_optimize_level_decodes_to_the_same_pixels(sample_image):
 
 
 @pytest.mark.parametrize("n_colors", [4, 16])
-def test_packed_rows_lose_nothing_by_skipping_row_filters(sample_image, n_colors):
+def test_unfiltered_packed_rows_cost_the_sample_photo_nothing(sample_image, n_colors):
     import oxipng
 
     result = quantize(sample_image, n_colors, rng=0)
@@ -238,8 +239,20 @@ def test_packed_rows_lose_nothing_by_skipping_row_filters(sample_image, n_colors
     entries = [(int(r), int(g), int(b), 255) for r, g, b in result.palette]
     every_filter = oxipng.RawImage(
         result.labels.tobytes(), width, height, color_type=oxipng.ColorType.indexed(entries)
-    ).create_optimized_png(level=2, color_type_reduction=False, grayscale_reduction=False)
+    ).create_optimized_png(
+        level=2, color_type_reduction=False, grayscale_reduction=False, palette_reduction=False
+    )
     assert len(encode_png(result, optimize=2)) <= len(every_filter) * 1.001
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_the_png_stores_the_palette_as_given(sample_image, level):
+    palette = np.array(
+        [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [90, 90, 90]], np.uint8
+    )
+    result = remap_image(sample_image[:40, :40], palette)  # not every entry is used
+    with Image.open(io.BytesIO(encode_png(result, optimize=level))) as png:
+        assert png.getpalette() == palette.reshape(-1).tolist()
 
 
 def test_grey_palette_stays_indexed_after_oxipng(small_photo):

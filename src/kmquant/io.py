@@ -184,9 +184,10 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
     result : QuantizedImage
     optimize : {0, 1, 2, 3}, optional
         0: zlib at level 1 (fastest); 1: zlib at level 9 (Pillow's ``optimize``);
-        2 (default): oxipng preset 2, which tries PNG row filters (8-bit indices only: for
-        1, 2 and 4 bits none pays) and compresses with libdeflate (about 8 to 30% smaller
-        than level 1, about 0.1 s per megapixel);
+        2 (default): oxipng preset 2, which tries PNG row filters (for 8-bit indices; 1, 2
+        and 4-bit rows go unfiltered, which halves the time and rarely costs bytes) and
+        compresses with libdeflate (about 8 to 30% smaller than level 1, about 0.1 s per
+        megapixel);
         3: oxipng preset 4 (a few % smaller again, about 3x slower).
 
     Returns
@@ -210,21 +211,29 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
         raw = oxipng.RawImage(
             labels.tobytes(), width, height, color_type=oxipng.ColorType.indexed(entries)
         )
-        # Keep the PNG indexed (colour type 3) even where greyscale would be smaller: the
-        # palette is the product.
+        # Keep the PNG indexed (colour type 3) even where greyscale would be smaller, and
+        # keep the palette as given: oxipng's palette reduction would drop unused entries and
+        # reorder the rest, so images sharing one palette (batch --shared-palette) would not
+        # share it in their files. Our palettes come sorted, with used entries only unless
+        # shared on purpose.
         if level == 2 and len(palette) <= 16:
-            # 1, 2 and 4-bit rows pack several pixels per byte, and no PNG row filter paid
-            # on any image of the test corpus at K = 2, 4 or 16 (the same bytes, 21 images):
-            # trying them took 115 instead of 65 ms a photo (benchmarks/batch.py --stages).
+            # 1, 2 and 4-bit rows pack several pixels per byte, where row filters rarely pay:
+            # on the test corpus (21 images) skipping them cost no byte at K = 2, 3 and 16
+            # and 0.6% at K = 4 and 8 (one detailed photo: up to 8%), and halves the encode
+            # (benchmarks/batch.py --stages). ``optimize=3`` still tries every filter.
             png = raw.create_optimized_png(
                 level=2,
+                filter=[oxipng.RowFilter.NoOp],
                 color_type_reduction=False,
                 grayscale_reduction=False,
-                filter=[oxipng.RowFilter.NoOp],
+                palette_reduction=False,
             )
         else:
             png = raw.create_optimized_png(
-                level=_OXIPNG_LEVEL[level], color_type_reduction=False, grayscale_reduction=False
+                level=_OXIPNG_LEVEL[level],
+                color_type_reduction=False,
+                grayscale_reduction=False,
+                palette_reduction=False,
             )
         return bytes(png)
     indexed = Image.frombytes("P", (width, height), labels.tobytes())
