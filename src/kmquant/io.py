@@ -217,10 +217,10 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
         # share it in their files. Our palettes come sorted, with used entries only unless
         # shared on purpose.
         if level == 2 and len(palette) <= 16:
-            # 1, 2 and 4-bit rows pack several pixels per byte, where row filters rarely pay:
-            # on the test corpus (21 images) skipping them cost no byte at K = 2, 3 and 16
-            # and 0.6% at K = 4 and 8 (one detailed photo: up to 8%), and halves the encode
-            # (benchmarks/batch.py --stages). ``optimize=3`` still tries every filter.
+            # 1, 2 and 4-bit rows pack several pixels per byte, where row filters rarely pay
+            # (never at K = 16 on the photos: the same bytes in benchmarks/compare.py), and
+            # trying them doubled the encode (benchmarks/batch.py --stages). ``optimize=3``
+            # still tries every filter.
             png = raw.create_optimized_png(
                 level=2,
                 filter=[oxipng.RowFilter.NoOp],
