@@ -47,3 +47,27 @@ def test_bits_and_ratio():
     assert metrics.compression_ratio(1000, 250) == 4.0
     with pytest.raises(ValueError, match="compressed_bytes must be positive"):
         metrics.compression_ratio(1000, 0)
+
+
+@pytest.mark.parametrize("shape", [(512, 768, 3), (97, 61), (9, 11, 3), (5, 40, 3)])
+def test_compiled_ssim_equals_scikit_image_to_rounding(sample_image, shape):
+    from skimage.metrics import structural_similarity
+
+    reference = sample_image[: shape[0], : shape[1]]
+    if len(shape) == 2:
+        reference = reference[:, :, 1]
+    reference = np.ascontiguousarray(reference)
+    distorted = quantize(reference, 6, rng=0).to_image()
+    window = min(7, min(shape[:2]) if min(shape[:2]) % 2 else min(shape[:2]) - 1)
+    expected = structural_similarity(
+        reference,
+        distorted,
+        win_size=window,
+        data_range=255,
+        channel_axis=-1 if len(shape) == 3 else None,
+    )
+    # Exact integer window sums: closer to the float64 formula than any float filter.
+    assert metrics.ssim(reference, distorted) == pytest.approx(expected, abs=1e-12)
+    # Non-uint8 input takes scikit-image itself (float32 bands).
+    as_float = metrics.ssim(reference.astype(np.float64), distorted.astype(np.float64))
+    assert as_float == pytest.approx(expected, abs=1e-5)

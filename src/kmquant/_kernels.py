@@ -868,3 +868,85 @@ def variance_split(X, weights, n_colors):  # pragma: no cover - compiled
         _weighted_spread(X, weights, order, starts[cluster], stops[cluster], mean, spread)
         centers[cluster] = mean
     return centers
+
+
+# ------------------------------------------------------------------ SSIM of uint8 images
+
+# Output rows per block of the SSIM sum: blocks are fixed, so the sum is thread-independent.
+_SSIM_BLOCK_ROWS = 32
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def ssim_sum(first, second, window, c1, c2):  # pragma: no cover - compiled
+    """Sum of the SSIM map over every pixel whose window lies inside the image.
+
+    Reads ``first`` and ``second`` (h, w, c) uint8; ``window`` is the side of the square
+    uniform window. For each channel and window, with n = window^2 and the window sums S of
+    x, y, x^2, y^2 and xy (exact integers, kept per column and slid along each row):
+    mu = S/n, variances and covariance with the sample normalisation n/(n-1), and
+    SSIM = (2 mu_x mu_y + c1)(2 cov + c2) / ((mu_x^2 + mu_y^2 + c1)(var_x + var_y + c2)),
+    as :func:`skimage.metrics.structural_similarity` computes it. Blocks of output rows run
+    in parallel, each summed in order, and the blocks are added in order.
+    """
+    height, width, n_channels = first.shape
+    out_rows = height - window + 1
+    out_cols = width - window + 1
+    n_points = window * window
+    norm = n_points / (n_points - 1.0)
+    n_blocks = (out_rows + _SSIM_BLOCK_ROWS - 1) // _SSIM_BLOCK_ROWS
+    partial = np.zeros(n_blocks)
+    for block in prange(n_blocks):
+        top = block * _SSIM_BLOCK_ROWS
+        bottom = min(out_rows, top + _SSIM_BLOCK_ROWS)
+        sums = np.zeros((5, width), dtype=np.int64)
+        total = 0.0
+        for channel in range(n_channels):
+            sums[:] = 0
+            for row in range(top, top + window):
+                for col in range(width):
+                    x = np.int64(first[row, col, channel])
+                    y = np.int64(second[row, col, channel])
+                    sums[0, col] += x
+                    sums[1, col] += y
+                    sums[2, col] += x * x
+                    sums[3, col] += y * y
+                    sums[4, col] += x * y
+            for row in range(top, bottom):
+                if row > top:  # slide the column sums down one row
+                    for col in range(width):
+                        x_out = np.int64(first[row - 1, col, channel])
+                        y_out = np.int64(second[row - 1, col, channel])
+                        x_in = np.int64(first[row + window - 1, col, channel])
+                        y_in = np.int64(second[row + window - 1, col, channel])
+                        sums[0, col] += x_in - x_out
+                        sums[1, col] += y_in - y_out
+                        sums[2, col] += x_in * x_in - x_out * x_out
+                        sums[3, col] += y_in * y_in - y_out * y_out
+                        sums[4, col] += x_in * y_in - x_out * y_out
+                sx = sy = sxx = syy = sxy = np.int64(0)
+                for col in range(window):
+                    sx += sums[0, col]
+                    sy += sums[1, col]
+                    sxx += sums[2, col]
+                    syy += sums[3, col]
+                    sxy += sums[4, col]
+                for col in range(out_cols):
+                    if col > 0:
+                        sx += sums[0, col + window - 1] - sums[0, col - 1]
+                        sy += sums[1, col + window - 1] - sums[1, col - 1]
+                        sxx += sums[2, col + window - 1] - sums[2, col - 1]
+                        syy += sums[3, col + window - 1] - sums[3, col - 1]
+                        sxy += sums[4, col + window - 1] - sums[4, col - 1]
+                    mean_x = sx / n_points
+                    mean_y = sy / n_points
+                    var_x = norm * (sxx / n_points - mean_x * mean_x)
+                    var_y = norm * (syy / n_points - mean_y * mean_y)
+                    cov = norm * (sxy / n_points - mean_x * mean_y)
+                    total += ((2 * mean_x * mean_y + c1) * (2 * cov + c2)) / (
+                        (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
+                    )
+        partial[block] = total
+    result = 0.0
+    for block in range(n_blocks):
+        result += partial[block]
+    return result
