@@ -17,7 +17,6 @@ from ._kernels import (
     color_squared_error,
     label_counts,
     labels_through_cells,
-    nearest_labels,
     pixel_squared_error,
 )
 from .colorspace import (
@@ -558,22 +557,20 @@ def quantize_by_cells(
     fit = split_centers(points, cells.counts, n_colors, n_steps)
     palette = features_to_palette(fit.centers, space, 3)
     palette = palette[_palette_order(palette)]
-    cell_entries = np.empty(cells.n_cells, dtype=np.intp)
-    nearest_labels(points, color_features(palette, space), cell_entries)
-    # Rounding can merge two centres, or leave one unused: keep the used entries.
-    pixels_per_entry = np.bincount(cell_entries, weights=cells.counts, minlength=len(palette))
-    used = np.flatnonzero(pixels_per_entry)
-    relabel = np.zeros(len(palette), dtype=np.uint8)
-    relabel[used] = np.arange(len(used), dtype=np.uint8)
-    palette = np.ascontiguousarray(palette[used])
+    cell_entries = nearest_palette_labels(points, color_features(palette, space))
+    palette, cell_entries = _keep_used_entries(
+        palette,
+        np.bincount(cell_entries, weights=cells.counts, minlength=len(palette)),
+        cell_entries.astype(np.uint8),
+    )
     lookup = np.zeros(1 << (3 * bits), dtype=np.uint8)
-    lookup[cells.cells] = relabel[cell_entries]
+    lookup[cells.cells] = cell_entries
     labels = np.empty(rows.shape[0], dtype=np.uint8)
     labels_through_cells(rows, bits, lookup, labels)
     return QuantizedImage(
-        palette=palette,
+        palette=np.ascontiguousarray(palette),
         labels=labels.reshape(height, width),
-        inertia=float(cells.squared_error(palette[relabel[cell_entries]])),
+        inertia=float(cells.squared_error(palette[cell_entries])),
         n_iter=fit.n_iter,
         n_input_colors=None,
         squeeze_channels=squeeze_channels,
@@ -628,6 +625,22 @@ def remap_image(
     )
 
 
+def _keep_used_entries(
+    palette: np.ndarray, pixels_per_entry: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the entries no pixel uses (rounding can merge two centres, or leave one unused).
+
+    Returns the used entries, in their order, and ``labels`` (uint8) renumbered to match;
+    both unchanged when every entry is used.
+    """
+    used = np.flatnonzero(pixels_per_entry)
+    if len(used) == len(palette):
+        return palette, labels
+    relabel = np.zeros(len(palette), dtype=np.uint8)
+    relabel[used] = np.arange(len(used), dtype=np.uint8)
+    return palette[used], relabel[labels]
+
+
 def apply_palette(
     histogram: ColorHistogram,
     shape: tuple[int, int],
@@ -678,22 +691,14 @@ def apply_palette(
         # Same colour, same entry: find it once per distinct colour; pixels look it up below.
         color_labels = nearest_palette_labels(color_points, palette_points).astype(np.uint8)
     if drop_unused:
-        # Rounding can merge two centres, or leave one unused: keep the used entries.
         if dithered:
             pixels_per_entry = label_counts(labels.reshape(-1), len(palette))
+            palette, labels = _keep_used_entries(palette, pixels_per_entry, labels)
         else:
             pixels_per_entry = np.bincount(
                 color_labels, weights=histogram.counts, minlength=len(palette)
             )
-        used = np.flatnonzero(pixels_per_entry)
-        if len(used) < len(palette):
-            relabel = np.zeros(len(palette), dtype=np.uint8)
-            relabel[used] = np.arange(len(used), dtype=np.uint8)
-            palette = palette[used]
-            if dithered:
-                labels = relabel[labels]
-            else:
-                color_labels = relabel[color_labels]
+            palette, color_labels = _keep_used_entries(palette, pixels_per_entry, color_labels)
     if dithered:
         inertia = float(
             pixel_squared_error(histogram.colors, histogram.inverse, palette, labels.reshape(-1))
