@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from kmquant import color_histogram
-from kmquant._kernels import color_squared_error, label_counts, pixel_squared_error
+from kmquant._kernels import (
+    color_squared_error,
+    histogram_by_bitmap,
+    histogram_unsorted,
+    label_counts,
+    pixel_squared_error,
+)
 from kmquant.histogram import cell_histogram, pack_colors
 
 
@@ -22,6 +28,43 @@ def test_histogram_counts_by_hand(n_channels):
     assert hist.colors.tolist() == [[0] * n_channels, [7] * n_channels]
     assert hist.counts.tolist() == [1, 2]
     assert hist.inverse.tolist() == [1, 0, 1]
+
+
+def _numpy_histogram(pixels):
+    keys, inverse, counts = np.unique(
+        pack_colors(pixels).astype(np.int64), return_inverse=True, return_counts=True
+    )
+    return keys, counts, inverse.reshape(-1)
+
+
+@pytest.mark.parametrize("n_parts", [1, 2, 3])
+def test_bitmap_histogram_equals_numpy_for_any_number_of_parts(sample_image, n_parts):
+    # The whole photo (393,216 pixels) takes the bitmap route in color_histogram.
+    pixels = sample_image.reshape(-1, 3)
+    expected = _numpy_histogram(pixels)
+    colors, counts, inverse = histogram_by_bitmap(pixels, n_parts)
+    np.testing.assert_array_equal(pack_colors(colors), expected[0])
+    np.testing.assert_array_equal(counts, expected[1])
+    np.testing.assert_array_equal(inverse, expected[2])
+    hist = color_histogram(sample_image)
+    np.testing.assert_array_equal(pack_colors(hist.colors), expected[0])
+    np.testing.assert_array_equal(hist.counts, expected[1])
+    np.testing.assert_array_equal(hist.inverse, expected[2])
+
+
+@pytest.mark.parametrize("n_channels", [1, 2, 3])
+def test_bitmap_and_hash_routes_agree(sample_image, n_channels):
+    # Small crops hash (RGB), large ones use the bitmap; both must give numpy's answer.
+    for rows in (8, 512):
+        pixels = np.ascontiguousarray(sample_image[:rows, :, :n_channels].reshape(-1, n_channels))
+        keys, counts, inverse = _numpy_histogram(pixels)
+        hist = color_histogram(pixels)
+        np.testing.assert_array_equal(pack_colors(hist.colors), keys)
+        np.testing.assert_array_equal(hist.counts, counts)
+        np.testing.assert_array_equal(hist.inverse, inverse)
+        hash_keys, hash_counts, _ = histogram_unsorted(pixels, True)
+        assert sorted(hash_keys.tolist()) == keys.tolist()
+        assert hash_counts.sum() == counts.sum()
 
 
 def test_packing_orders_colours_lexicographically():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._kernels import cell_sums, histogram_unsorted, relabel_in_place
+from ._kernels import cell_sums, histogram_by_bitmap, histogram_unsorted, relabel_in_place
 
 __all__ = [
     "CellHistogram",
@@ -23,6 +23,13 @@ __all__ = [
     "pack_colors",
     "unpack_keys",
 ]
+
+
+# The bitmap route (see :func:`color_histogram`) while the bitmap has at most this many bytes
+# per pixel: below about 25,000 RGB pixels clearing and scanning its 2 MiB costs more than
+# hashing them (exploratory timing: 0.30 against 0.25 ms at 16,384 pixels, 0.39 against
+# 0.55 ms at 32,761).
+_BITMAP_BYTES_PER_PIXEL = 64
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,12 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
 
     Notes
     -----
-    One pass over the pixels with an open-addressing hash table (compiled), then a sort of
-    the distinct colours only: no sort of every pixel.
+    No pixel is sorted. Up to three channels (grey, RGB), from 1 pixel per 64 bytes of bitmap
+    on (32,768 pixels for RGB), one bit per possible colour marks those present and the
+    count of set bits below a colour's bit is its index (compiled, parallel): 1.3 ms
+    instead of 5.3 ms on a 768 x 512 photo, 10 instead of 65 ms on a 3.4-megapixel one
+    (exploratory timing, same results). Otherwise one pass with an open-addressing hash table,
+    then a sort of the distinct colours only.
 
     Examples
     --------
@@ -120,7 +131,13 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
         raise ValueError(f"pixels must have shape (n, 1..4), got {pixels.shape}")
     if pixels.shape[0] == 0:
         raise ValueError("pixels must hold at least one pixel, got 0")
-    keys, counts, inverse = histogram_unsorted(np.ascontiguousarray(pixels), True)
+    pixels = np.ascontiguousarray(pixels)
+    n_channels = pixels.shape[1]
+    bitmap_bytes = 1 << (8 * n_channels - 3)
+    if n_channels <= 3 and bitmap_bytes <= _BITMAP_BYTES_PER_PIXEL * pixels.shape[0]:
+        colors, counts, inverse = histogram_by_bitmap(pixels, numba.get_num_threads())
+        return ColorHistogram(colors, counts, inverse)
+    keys, counts, inverse = histogram_unsorted(pixels, True)
     # The hash table lists colours in order of first sight; sort them so the histogram is
     # canonical (the same as np.unique's), whatever the pixel order.
     order = np.argsort(keys)  # keys are distinct: any sort gives the same order
@@ -128,7 +145,7 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
     rank[order] = np.arange(order.shape[0], dtype=np.int32)
     relabel_in_place(inverse, rank)
     return ColorHistogram(
-        colors=unpack_keys(keys[order], pixels.shape[1]), counts=counts[order], inverse=inverse
+        colors=unpack_keys(keys[order], n_channels), counts=counts[order], inverse=inverse
     )
 
 
