@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kmquant import _kernels, color_histogram, kmeans_init_centroids, quantize, run_kmeans
 from kmquant.engine import (
     PRESETS,
+    box_points,
     coarse_points,
     fit_centers,
     improve_by_swaps,
@@ -126,6 +127,40 @@ def test_coarse_points_keep_total_weight_and_mean(small_photo):
     np.testing.assert_allclose(
         weights @ points, histogram.counts @ histogram.colors.astype(float), rtol=1e-12
     )
+
+
+def test_box_points_keep_weight_and_mean_and_lose_less_than_cells_of_the_same_number(
+    sample_image,
+):
+    histogram = color_histogram(sample_image)
+    X, weights = histogram.colors.astype(np.float64), histogram.counts.astype(np.float64)
+    mean = np.average(X, axis=0, weights=weights)
+
+    def sum_of_squares_about_mean(points, point_weights):
+        return float(point_weights @ ((points - mean) ** 2).sum(axis=1))
+
+    for bits in (4, 5):
+        cells, cell_weights = coarse_points(histogram.colors, histogram.counts, bits)
+        boxes, box_weights = box_points(X, weights, cells.shape[0])
+        assert boxes.shape == cells.shape
+        assert box_weights.sum() == pytest.approx(weights.sum(), rel=1e-12)
+        np.testing.assert_allclose(box_weights @ boxes, weights @ X, rtol=1e-9)
+        # Merging loses each group's own sum of squares: the total about the mean drops by
+        # exactly that. Boxes, small where colours are dense, lose far less than cells.
+        full = sum_of_squares_about_mean(X, weights)
+        lost_by_cells = full - sum_of_squares_about_mean(cells, cell_weights)
+        lost_by_boxes = full - sum_of_squares_about_mean(boxes, box_weights)
+        assert 0 < lost_by_boxes < 0.5 * lost_by_cells
+
+
+def test_box_points_leave_few_points_as_they_are():
+    X = np.array([[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]])
+    weights = np.array([1.0, 2.0])
+    points, point_weights = box_points(X, weights, 2)
+    assert points is X and point_weights is weights
+    merged, merged_weights = box_points(X, weights, 1)
+    np.testing.assert_allclose(merged, [[6.0, 6.0, 6.0]])
+    assert merged_weights.tolist() == [3.0]
 
 
 def test_swaps_escape_a_bad_local_minimum():
@@ -247,7 +282,8 @@ def test_variance_split_cuts_lower_j_at_every_step(sample_image):
     X, weights = cells.means, cells.counts.astype(np.float64)
     previous = np.inf
     for n_colors in (1, 2, 5, 16, 64):
-        centers = _kernels.variance_split(X, weights, n_colors)
+        centers, box_weights = _kernels.variance_split(X, weights, n_colors)
+        assert box_weights.sum() == pytest.approx(weights.sum())
         assert centers.shape == (n_colors, 3)
         labels = np.empty(len(X), dtype=np.intp)
         _kernels.nearest_labels(X, centers, labels)
@@ -256,14 +292,17 @@ def test_variance_split_cuts_lower_j_at_every_step(sample_image):
         previous = j
     # One cluster: the weighted mean of all points.
     np.testing.assert_allclose(
-        _kernels.variance_split(X, weights, 1)[0], np.average(X, axis=0, weights=weights)
+        _kernels.variance_split(X, weights, 1)[0][0], np.average(X, axis=0, weights=weights)
     )
 
 
 def test_variance_split_stops_when_nothing_is_left_to_cut():
     X = np.array([[0.0, 0, 0], [0, 0, 0], [9, 9, 9]])
-    centers = _kernels.variance_split(X, np.ones(3), 4)
-    assert sorted(centers.tolist()) == [[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]
+    centers, box_weights = _kernels.variance_split(X, np.ones(3), 4)
+    assert sorted(zip(centers.tolist(), box_weights.tolist(), strict=True)) == [
+        ([0.0, 0.0, 0.0], 2.0),
+        ([9.0, 9.0, 9.0], 1.0),
+    ]
 
 
 def test_lloyd_steps_after_the_split_lower_j(sample_image):

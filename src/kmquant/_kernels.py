@@ -873,84 +873,135 @@ def labels_through_cells(pixels, bits, cell_labels, labels):  # pragma: no cover
         labels[i] = cell_labels[_cell_of(pixels, i, bits)]
 
 
-@njit(cache=True, nogil=True)
-def _weighted_spread(X, weights, order, start, stop, mean, spread):  # pragma: no cover
-    """Weighted mean and per-feature sum of w * (x - mean)^2 of ``X[order[start:stop]]``.
-
-    Writes ``mean`` and ``spread`` (d,); returns the total, the cluster's sum of squares.
-    """
-    n_features = X.shape[1]
-    total_weight = 0.0
-    for feature in range(n_features):
-        mean[feature] = 0.0
-        spread[feature] = 0.0
-    for position in range(start, stop):
-        i = order[position]
-        total_weight += weights[i]
-        for feature in range(n_features):
-            mean[feature] += weights[i] * X[i, feature]
-    for feature in range(n_features):
-        mean[feature] /= total_weight
-    for position in range(start, stop):
-        i = order[position]
-        for feature in range(n_features):
-            difference = X[i, feature] - mean[feature]
-            spread[feature] += weights[i] * difference * difference
-    return spread.sum()
+@njit(cache=True, nogil=True, inline="always")
+def _scatter_of(weight, sums, squares, box):  # pragma: no cover - compiled
+    """Box's sum of w * ||x - mean||^2 from its weight, sums and sums of squares."""
+    total = 0.0
+    for feature in range(sums.shape[1]):
+        total += max(0.0, squares[box, feature] - sums[box, feature] ** 2 / weight[box])
+    return total
 
 
 @njit(cache=True, nogil=True)
-def variance_split(X, weights, n_colors):  # pragma: no cover - compiled
-    """Up to ``n_colors`` centres by splitting clusters, largest sum of squares first.
+def _heap_push(heap, keys, size, box):  # pragma: no cover - compiled
+    """Add ``box`` to the max-heap ``heap[:size]`` ordered by ``keys``; returns the new size."""
+    position = size
+    heap[position] = box
+    while position > 0:
+        parent = (position - 1) // 2
+        if keys[heap[parent]] >= keys[heap[position]]:
+            break
+        heap[parent], heap[position] = heap[position], heap[parent]
+        position = parent
+    return size + 1
 
-    Starts from one cluster of all points; repeatedly takes the cluster with the largest
-    within-cluster sum of squares and cuts it, at its weighted mean, across the feature in which
-    it spreads most (as Wu's and median-cut quantizers do). Returns the clusters' weighted
-    means (m, d), m < ``n_colors`` only when no cluster can be cut further. Serial and
-    without randomness: the same points always give the same centres.
+
+@njit(cache=True, nogil=True)
+def _heap_pop(heap, keys, size):  # pragma: no cover - compiled
+    """Remove the top of the max-heap ``heap[:size]``; returns (top box, new size)."""
+    top = heap[0]
+    size -= 1
+    heap[0] = heap[size]
+    position = 0
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size and keys[heap[child + 1]] > keys[heap[child]]:
+            child += 1
+        if keys[heap[position]] >= keys[heap[child]]:
+            break
+        heap[position], heap[child] = heap[child], heap[position]
+        position = child
+    return top, size
+
+
+@njit(cache=True, nogil=True)
+def variance_split(X, weights, n_boxes):  # pragma: no cover - compiled
+    """Cut weighted points into up to ``n_boxes`` boxes, largest sum of squares first.
+
+    Starts from one box of all points; repeatedly takes the box with the largest
+    within-box sum of squares J_b (a heap gives it) and cuts it, at its weighted mean, across
+    the feature in which it spreads most (as Wu's and median-cut quantizers do). One pass
+    over a copy of the box's rows both partitions them in place and sums the low side's
+    weight, w * x and w * x^2 (the high side's are the box's minus those), from which the
+    sides' means and J_b follow. Returns the boxes'
+    weighted means (m, d) and total weights (m,), m < ``n_boxes`` only when no box can be
+    cut further. Serial and without randomness: the same points always give the same boxes.
     """
     n_points, n_features = X.shape
-    order = np.arange(n_points)
-    starts = np.zeros(n_colors, dtype=np.int64)
-    stops = np.zeros(n_colors, dtype=np.int64)
-    scatter = np.zeros(n_colors)
-    mean = np.empty(n_features)
-    spread = np.empty(n_features)
+    rows = np.empty((n_points, n_features + 1))  # features, then the weight
+    rows[:, :n_features] = X
+    rows[:, n_features] = weights
+    starts = np.zeros(n_boxes, dtype=np.int64)
+    stops = np.zeros(n_boxes, dtype=np.int64)
+    weight = np.zeros(n_boxes)
+    sums = np.zeros((n_boxes, n_features))
+    squares = np.zeros((n_boxes, n_features))
+    scatter = np.zeros(n_boxes)
+    heap = np.empty(n_boxes, dtype=np.int64)
+    low_sums = np.zeros(n_features)
+    low_squares = np.zeros(n_features)
     stops[0] = n_points
-    scatter[0] = _weighted_spread(X, weights, order, 0, n_points, mean, spread)
-    n_clusters = 1
-    while n_clusters < n_colors:
-        widest = -1
-        for cluster in range(n_clusters):
-            if stops[cluster] - starts[cluster] >= 2 and scatter[cluster] > 0.0:
-                if widest < 0 or scatter[cluster] > scatter[widest]:
-                    widest = cluster
-        if widest < 0:
-            break
-        start, stop = starts[widest], stops[widest]
-        _weighted_spread(X, weights, order, start, stop, mean, spread)
-        axis = np.argmax(spread)
-        cut = mean[axis]
-        low, high = start, stop - 1
-        while low <= high:  # points at or below the cut to the front
-            if X[order[low], axis] <= cut:
+    for i in range(n_points):
+        weight[0] += rows[i, n_features]
+        for feature in range(n_features):
+            sums[0, feature] += rows[i, n_features] * rows[i, feature]
+            squares[0, feature] += rows[i, n_features] * rows[i, feature] ** 2
+    scatter[0] = _scatter_of(weight, sums, squares, 0)
+    heap_size = _heap_push(heap, scatter, 0, 0) if n_points >= 2 and scatter[0] > 0.0 else 0
+    n_found = 1
+    while n_found < n_boxes and heap_size > 0:
+        box, heap_size = _heap_pop(heap, scatter, heap_size)
+        axis = 0
+        widest = -1.0
+        for feature in range(n_features):
+            spread = squares[box, feature] - sums[box, feature] ** 2 / weight[box]
+            if spread > widest:
+                widest = spread
+                axis = feature
+        cut = sums[box, axis] / weight[box]
+        # Partition the box's rows around the cut, summing the low side as it goes; the
+        # high side's sums are the box's minus the low side's.
+        low_weight = 0.0
+        low_sums[:] = 0.0
+        low_squares[:] = 0.0
+        low, high = starts[box], stops[box] - 1
+        while low <= high:
+            if rows[low, axis] <= cut:
+                w = rows[low, n_features]
+                low_weight += w
+                for feature in range(n_features):
+                    value = rows[low, feature]
+                    low_sums[feature] += w * value
+                    low_squares[feature] += w * value * value
                 low += 1
             else:
-                order[low], order[high] = order[high], order[low]
+                for column in range(n_features + 1):
+                    rows[low, column], rows[high, column] = rows[high, column], rows[low, column]
                 high -= 1
-        if low == start or low == stop:  # rounding put every point on one side
-            scatter[widest] = 0.0
-            continue
-        starts[n_clusters], stops[n_clusters] = low, stop
-        stops[widest] = low
-        scatter[widest] = _weighted_spread(X, weights, order, start, low, mean, spread)
-        scatter[n_clusters] = _weighted_spread(X, weights, order, low, stop, mean, spread)
-        n_clusters += 1
-    centers = np.empty((n_clusters, n_features))
-    for cluster in range(n_clusters):
-        _weighted_spread(X, weights, order, starts[cluster], stops[cluster], mean, spread)
-        centers[cluster] = mean
-    return centers
+        if low == starts[box] or low == stops[box]:  # rounding put every row on one side
+            continue  # the box stays as it was, out of the heap
+        upper = n_found
+        starts[upper], stops[upper] = low, stops[box]
+        stops[box] = low
+        weight[upper] = weight[box] - low_weight
+        weight[box] = low_weight
+        for feature in range(n_features):
+            sums[upper, feature] = sums[box, feature] - low_sums[feature]
+            squares[upper, feature] = squares[box, feature] - low_squares[feature]
+            sums[box, feature] = low_sums[feature]
+            squares[box, feature] = low_squares[feature]
+        for child in (box, upper):
+            scatter[child] = _scatter_of(weight, sums, squares, child)
+            if stops[child] - starts[child] >= 2 and scatter[child] > 0.0:
+                heap_size = _heap_push(heap, scatter, heap_size, child)
+        n_found += 1
+    means = np.empty((n_found, n_features))
+    for box in range(n_found):
+        for feature in range(n_features):
+            means[box, feature] = sums[box, feature] / weight[box]
+    return means, weight[:n_found].copy()
 
 
 # ------------------------------------------------------------------ SSIM of uint8 images

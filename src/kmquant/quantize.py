@@ -211,9 +211,10 @@ def quantize(
     tol : float, optional
         Relative tolerance on the centre shift (see :func:`run_kmeans`; default 1e-4).
     speed : {"fast", "default", "best"}, optional
-        How hard to search (see :mod:`kmquant.engine`): "default" merges colours to 5 bits
-        per channel for 3 restarts and 20 swaps (6 bits, 2 restarts and 5 swaps above
-        K = 96), then refines on every distinct colour; "best" does 3 restarts and 30 swaps
+        How hard to search (see :mod:`kmquant.engine`): "default" merges colours into
+        192 sqrt(K) variance-split boxes (with alpha: cells of 5 bits per channel, 6 above
+        K = 96) for 3 restarts and 20 swaps (2 restarts and 5 swaps above K = 96), then
+        refines on every distinct colour; "best" does 3 restarts and 30 swaps
         on every distinct colour. "fast", for an RGB image without dithering and with the
         default ``init`` and ``n_init``, never counts distinct colours: it counts pixels in
         the 32,768 cells of their top 5 bits per channel, splits the cells' means into K
