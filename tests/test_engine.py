@@ -66,6 +66,23 @@ def test_compiled_lloyd_equals_reference_lloyd(small_photo, n_colors, seed):
     assert (n_iter, converged) == (reference.n_iter, reference.converged)
 
 
+@pytest.mark.parametrize("n_colors", [8, 64])
+def test_compiled_lloyd_equals_reference_lloyd_on_box_means(sample_image, n_colors):
+    # Box means are not integers, so the kernel's running cluster sums (updated only for the
+    # points that move) round differently from the reference's recount: still the same run.
+    histogram = color_histogram(sample_image)
+    X, weights = box_points(histogram.colors.astype(float), histogram.counts.astype(float), 4 * 192)
+    start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=n_colors)
+    tol_abs = _tolerance(X, weights, 1e-4)
+    reference = _lloyd(X, start.copy(), weights, 300, tol_abs)
+    centers = start.copy()
+    labels, n_iter, converged = _kernels.lloyd_hamerly(X, weights, centers, 300, tol_abs)
+    np.testing.assert_allclose(centers, reference.centers, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(labels, reference.labels)
+    assert (n_iter, converged) == (reference.n_iter, reference.converged)
+    assert n_iter > 3
+
+
 def test_compiled_lloyd_relocates_empty_clusters_like_the_reference():
     X = np.array([[0.0], [1.0], [10.0], [11.0], [30.0]])
     weights = np.ones(5)

@@ -388,13 +388,15 @@ def _half_separation(centers, half_gap):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, parallel=True)
 def _bounded_assign(
-    X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed
+    X, point_norms, centers, labels, second_labels, upper, lower, half_gap, shift, moved_from
 ):  # pragma: no cover - compiled
     """Hamerly's assignment with Drake and Hamerly's annulus (2012) for the points it rescans.
 
-    Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers``, ``half_gap``; updates
-    ``labels``, ``second_labels``, ``upper``, ``lower`` in place and writes ``changed[i]`` = 1
-    where the label moved.
+    Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers``, ``half_gap`` and ``shift``
+    (k,), how far each centre moved since the bounds were set; loosens the bounds by those
+    shifts, updates ``labels``, ``second_labels``, ``upper``, ``lower`` in place, writes
+    ``moved_from[i]`` = the previous label where the label moved, else -1, and returns how
+    many labels moved.
 
     A point is rescanned only when its upper bound exceeds both its lower bound and half the
     gap from its centre to the nearest other centre. Then its nearest and second-nearest
@@ -413,11 +415,24 @@ def _bounded_assign(
     sorted_centers = np.empty((n_centers, n_features))
     for position in range(n_centers):
         sorted_centers[position] = centers[order[position]]
+    largest = 0.0
+    second_largest = 0.0
+    largest_index = -1
+    for k in range(n_centers):
+        if shift[k] > largest:
+            second_largest = largest
+            largest = shift[k]
+            largest_index = k
+        elif shift[k] > second_largest:
+            second_largest = shift[k]
     n_points = X.shape[0]
+    n_moved = 0
     for block in prange((n_points + _BLOCK - 1) // _BLOCK):
         for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
-            changed[i] = 0
+            moved_from[i] = -1
             current = labels[i]
+            upper[i] += shift[current]
+            lower[i] -= second_largest if current == largest_index else largest
             bound = max(half_gap[current], lower[i])
             if upper[i] <= bound:
                 continue
@@ -446,11 +461,31 @@ def _bounded_assign(
                     second = distance
                     second_index = k
             if best_index != current:
-                changed[i] = 1
+                moved_from[i] = current
                 labels[i] = best_index
+                n_moved += 1
             second_labels[i] = second_index
             upper[i] = np.sqrt(best)
             lower[i] = np.sqrt(second)
+    return n_moved
+
+
+@njit(cache=True, nogil=True)
+def _cluster_sums(X, weights, labels, sums, totals, members):  # pragma: no cover - compiled
+    """Per-cluster sums of w * x, of w, and member counts, from scratch (serial, in order)."""
+    sums[:, :] = 0.0
+    totals[:] = 0.0
+    members[:] = 0
+    for i in range(X.shape[0]):
+        k = labels[i]
+        totals[k] += weights[i]
+        members[k] += 1
+        for feature in range(X.shape[1]):
+            sums[k, feature] += weights[i] * X[i, feature]
+
+
+# Above this share of moved points, the cluster sums are recounted rather than updated.
+_RECOUNT_SHARE = 0.25
 
 
 @njit(cache=True, nogil=True)
@@ -465,6 +500,10 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     distance to any other; after the centres move by ``shift[k]`` the bounds are loosened by
     those shifts, and a point whose upper bound is below both its lower bound and half the gap
     from its centre to the nearest other centre provably keeps its label (Hamerly 2010).
+    The clusters' sums of w * x and w are kept from one iteration to the next and only the
+    points that moved are taken out of one and put into another (serially, in index order),
+    so the update step costs the moved points, not all of them; with integer colours and
+    counts the sums are exact, hence equal to a recount.
     """
     n_points = X.shape[0]
     n_centers, n_features = centers.shape
@@ -478,21 +517,31 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
         point_norms[i] = np.sqrt(total)
     upper = np.empty(n_points)
     lower = np.empty(n_points)
-    changed = np.zeros(n_points, dtype=np.uint8)
+    moved_from = np.empty(n_points, dtype=np.intp)
     half_gap = np.empty(n_centers)
     shift = np.empty(n_centers)
     previous = centers.copy()
+    sums = np.empty((n_centers, n_features))
+    totals = np.empty(n_centers)
+    members = np.empty(n_centers, dtype=np.int64)
     nearest_two(X, centers, labels, upper, lower, second_labels)
+    _cluster_sums(X, weights, labels, sums, totals, members)
+    n_moved = 0
     n_iter = 0
     converged = False
     for iteration in range(max_iter):
         n_iter = iteration + 1
         previous[:, :] = centers
-        weighted_means(X, weights, labels, centers)
+        n_empty = 0
+        for k in range(n_centers):
+            if members[k] > 0:
+                for feature in range(n_features):
+                    centers[k, feature] = sums[k, feature] / totals[k]
+            else:
+                n_empty += 1
+        if n_empty > 0:  # relocation, as compute_centroids does it
+            weighted_means(X, weights, labels, centers)
         total_shift = 0.0
-        largest = 0.0
-        largest_index = -1
-        second_largest = 0.0
         for k in range(n_centers):
             squared = 0.0
             for feature in range(n_features):
@@ -500,34 +549,45 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
                 squared += difference * difference
             total_shift += squared
             shift[k] = np.sqrt(squared)
-            if shift[k] > largest:
-                second_largest = largest
-                largest = shift[k]
-                largest_index = k
-            elif shift[k] > second_largest:
-                second_largest = shift[k]
-        n_changed = 0
-        for i in range(n_points):
-            n_changed += changed[i]
-        if iteration > 0 and n_changed == 0:
+        if iteration > 0 and n_moved == 0:
             converged = True
             break
         if total_shift <= tol_abs:
             converged = True
             break
-        for i in range(n_points):
-            upper[i] += shift[labels[i]]
-            lower[i] -= second_largest if labels[i] == largest_index else largest
         _half_separation(centers, half_gap)
-        _bounded_assign(
-            X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed
+        n_moved = _bounded_assign(
+            X,
+            point_norms,
+            centers,
+            labels,
+            second_labels,
+            upper,
+            lower,
+            half_gap,
+            shift,
+            moved_from,
         )
+        if n_moved > _RECOUNT_SHARE * n_points:
+            _cluster_sums(X, weights, labels, sums, totals, members)
+        elif n_moved > 0:
+            for i in range(n_points):
+                source = moved_from[i]
+                if source < 0:
+                    continue
+                target = labels[i]
+                totals[source] -= weights[i]
+                totals[target] += weights[i]
+                members[source] -= 1
+                members[target] += 1
+                for feature in range(n_features):
+                    sums[source, feature] -= weights[i] * X[i, feature]
+                    sums[target, feature] += weights[i] * X[i, feature]
     # One last assignment so that the labels match the returned centres.
-    for i in range(n_points):
-        upper[i] += shift[labels[i]]
-        lower[i] -= second_largest if labels[i] == largest_index else largest
     _half_separation(centers, half_gap)
-    _bounded_assign(X, point_norms, centers, labels, second_labels, upper, lower, half_gap, changed)
+    _bounded_assign(
+        X, point_norms, centers, labels, second_labels, upper, lower, half_gap, shift, moved_from
+    )
     return labels, n_iter, converged
 
 
