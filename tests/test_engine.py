@@ -51,11 +51,8 @@ def test_hash_histogram_handles_full_32_bit_keys():
     assert histogram.counts.tolist() == [1, 2]
 
 
-@pytest.mark.parametrize(("n_colors", "seed"), [(2, 0), (8, 1), (32, 2), (64, 3)])
-def test_compiled_lloyd_equals_reference_lloyd(small_photo, n_colors, seed):
-    histogram = color_histogram(small_photo)
-    X = histogram.colors.astype(float)
-    weights = histogram.counts.astype(float)
+def assert_same_lloyd_run_as_reference(X, weights, n_colors, seed):
+    """The compiled Lloyd and the reference from the same start: same run. Returns n_iter."""
     start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed)
     tol_abs = _tolerance(X, weights, 1e-4)
     reference = _lloyd(X, start.copy(), weights, 300, tol_abs)
@@ -64,6 +61,15 @@ def test_compiled_lloyd_equals_reference_lloyd(small_photo, n_colors, seed):
     np.testing.assert_allclose(centers, reference.centers, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(labels, reference.labels)
     assert (n_iter, converged) == (reference.n_iter, reference.converged)
+    return n_iter
+
+
+@pytest.mark.parametrize(("n_colors", "seed"), [(2, 0), (8, 1), (32, 2), (64, 3)])
+def test_compiled_lloyd_equals_reference_lloyd(small_photo, n_colors, seed):
+    histogram = color_histogram(small_photo)
+    X = histogram.colors.astype(float)
+    weights = histogram.counts.astype(float)
+    assert_same_lloyd_run_as_reference(X, weights, n_colors, seed)
 
 
 @pytest.mark.parametrize("n_colors", [8, 64])
@@ -72,15 +78,7 @@ def test_compiled_lloyd_equals_reference_lloyd_on_box_means(sample_image, n_colo
     # points that move) round differently from the reference's recount: still the same run.
     histogram = color_histogram(sample_image)
     X, weights = box_points(histogram.colors.astype(float), histogram.counts.astype(float), 4 * 192)
-    start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=n_colors)
-    tol_abs = _tolerance(X, weights, 1e-4)
-    reference = _lloyd(X, start.copy(), weights, 300, tol_abs)
-    centers = start.copy()
-    labels, n_iter, converged = _kernels.lloyd_hamerly(X, weights, centers, 300, tol_abs)
-    np.testing.assert_allclose(centers, reference.centers, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(labels, reference.labels)
-    assert (n_iter, converged) == (reference.n_iter, reference.converged)
-    assert n_iter > 3
+    assert assert_same_lloyd_run_as_reference(X, weights, n_colors, n_colors) > 3
 
 
 def test_compiled_lloyd_relocates_empty_clusters_like_the_reference():

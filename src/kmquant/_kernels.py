@@ -305,6 +305,19 @@ def nearest_labels(X, centers, labels):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _means_from_sums(sums, totals, sizes, centers_out):  # pragma: no cover - compiled
+    """``centers_out[k] = sums[k] / totals[k]`` where ``sizes[k] > 0``; returns how many are 0."""
+    n_empty = 0
+    for k in range(sums.shape[0]):
+        if sizes[k] > 0:
+            for feature in range(sums.shape[1]):
+                centers_out[k, feature] = sums[k, feature] / totals[k]
+        else:
+            n_empty += 1
+    return n_empty
+
+
+@njit(cache=True, nogil=True)
 def weighted_means(X, weights, labels, centers_out):  # pragma: no cover - compiled
     """Weighted mean of every cluster; empty clusters relocated as in ``compute_centroids``.
 
@@ -320,13 +333,7 @@ def weighted_means(X, weights, labels, centers_out):  # pragma: no cover - compi
         totals[k] += w
         for feature in range(n_features):
             sums[k, feature] += w * X[i, feature]
-    n_empty = 0
-    for k in range(n_centers):
-        if totals[k] > 0:
-            for feature in range(n_features):
-                centers_out[k, feature] = sums[k, feature] / totals[k]
-        else:
-            n_empty += 1
+    n_empty = _means_from_sums(sums, totals, totals, centers_out)
     if n_empty == 0:
         return 0
     # Relocate empty clusters to the costliest points (w * squared distance), costliest first;
@@ -532,13 +539,7 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     for iteration in range(max_iter):
         n_iter = iteration + 1
         previous[:, :] = centers
-        n_empty = 0
-        for k in range(n_centers):
-            if members[k] > 0:
-                for feature in range(n_features):
-                    centers[k, feature] = sums[k, feature] / totals[k]
-            else:
-                n_empty += 1
+        n_empty = _means_from_sums(sums, totals, members, centers)
         if n_empty > 0:  # relocation, as compute_centroids does it
             weighted_means(X, weights, labels, centers)
         total_shift = 0.0
