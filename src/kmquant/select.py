@@ -20,9 +20,12 @@ References
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from . import _kernels
@@ -224,42 +227,62 @@ def elbow_curve(
     tol_abs = _tolerance(X[:, : problem.tolerance_columns], weights, tol)
     n_pixel_values = float(pixels.shape[0] * pixels.shape[1] * pixels.shape[2])
     wanted = set(ks)
-    points = []
-    centers = None
-    for k in range(ks[0], ks[-1] + 1):
-        n_free = k - n_reserved
-        clustered = 1 <= n_free < problem.n_candidates
-        if clustered:
-            # Every K in the range moves the centres on (the warm start of K + 1)...
-            if centers is None:
-                centers = initial_centers(X, weights, n_free, "k-means++", generator)
-            else:
-                centers = _widen(X, weights, centers)
-            centers, _ = lloyd(X, weights, centers, max_iter, tol_abs)
-        if k not in wanted:
-            continue
-        # ... but only the K asked for become palettes and images.
-        if centers is not None and clustered:
-            found = features_to_palette(centers, "rgb", problem.n_channels)
-        else:
-            found = problem.colors if n_free >= 1 else problem.reserved[:0]
-        result = apply_palette(
-            histogram,
-            shape,
-            problem.palette_with(found),
-            squeeze_channels=squeezed,
-            color_points=problem.all_points,
-        )
-        error = result.inertia / n_pixel_values
+    points: list[ElbowPoint] = []
+    # PNG sizes are encoded on one thread (zlib releases the GIL) while the next K is fitted
+    # with one core fewer for numba: half the sweep's time was encoding, and numba's parallel
+    # loops stall when another thread holds one of their cores. At most two images wait.
+    n_encoders = 1
+    numba_threads = numba.get_num_threads()
+    numba.set_num_threads(max(1, numba_threads - 1))
+    pending: deque[tuple[int, float, Future[bytes]]] = deque()
+
+    def collect_oldest() -> None:
+        k, inertia, encoded = pending.popleft()
+        error = inertia / n_pixel_values
         points.append(
             ElbowPoint(
                 n_colors=k,
-                inertia=result.inertia,
+                inertia=inertia,
                 mse=error,
                 psnr=math.inf if error == 0 else 10 * math.log10(255.0**2 / error),
-                n_bytes=len(encode_png(result, optimize=0)),
+                n_bytes=len(encoded.result()),
             )
         )
+
+    try:
+        with ThreadPoolExecutor(n_encoders) as encoders:
+            centers = None
+            for k in range(ks[0], ks[-1] + 1):
+                n_free = k - n_reserved
+                clustered = 1 <= n_free < problem.n_candidates
+                if clustered:
+                    # Every K in the range moves the centres on (the warm start of K + 1)...
+                    if centers is None:
+                        centers = initial_centers(X, weights, n_free, "k-means++", generator)
+                    else:
+                        centers = _widen(X, weights, centers)
+                    centers, _ = lloyd(X, weights, centers, max_iter, tol_abs)
+                if k not in wanted:
+                    continue
+                # ... but only the K asked for become palettes and images.
+                if centers is not None and clustered:
+                    found = features_to_palette(centers, "rgb", problem.n_channels)
+                else:
+                    found = problem.colors if n_free >= 1 else problem.reserved[:0]
+                result = apply_palette(
+                    histogram,
+                    shape,
+                    problem.palette_with(found),
+                    squeeze_channels=squeezed,
+                    color_points=problem.all_points,
+                )
+                pending.append((k, result.inertia, encoders.submit(encode_png, result, optimize=0)))
+                if len(pending) > n_encoders:
+                    collect_oldest()
+            while pending:
+                collect_oldest()
+    finally:
+        numba.set_num_threads(numba_threads)
     knee_index = find_knee([p.n_colors for p in points], [p.inertia for p in points])
     return ElbowCurve(points=tuple(points), knee=points[knee_index].n_colors)
 
