@@ -12,7 +12,17 @@ from PIL import Image
 
 from kmquant import encode_png, metrics, quantize, read_image, remap_image
 from kmquant.__main__ import main
-from kmquant.colorspace import alpha_classes
+from kmquant._kernels import (
+    _GRID_CELLS,
+    _nearest_from_guess,
+    _nearest_of_vector,
+    dither_floyd_steinberg,
+    dither_floyd_steinberg_3,
+    grid_candidates,
+    palette_neighbours,
+)
+from kmquant.colorspace import alpha_classes, color_features
+from kmquant.histogram import color_histogram
 from kmquant.select import elbow_curve
 
 
@@ -117,6 +127,62 @@ def test_dithering_keeps_the_mean_of_a_flat_patch(method):
     assert set(np.unique(result.labels)) == {0, 1}  # really mixed, not all one colour
     tolerance = 1.0 if method == "floyd-steinberg" else 255 / 64 / 2 + 0.5
     assert abs(result.to_image().mean() - 100) <= tolerance
+
+
+@pytest.mark.parametrize("n_entries", [1, 2, 16, 256])
+def test_nearest_search_from_a_guess_equals_the_full_scan(n_entries):
+    # Floyd-Steinberg searches from the previous pixel's entry and stops by the triangle
+    # inequality; it must pick what a scan of every entry picks, lowest index on ties.
+    rng = np.random.default_rng(n_entries)
+    palette = rng.integers(0, 256, (n_entries, 3)).astype(np.float64)
+    palette[n_entries // 2 :: 3] = palette[0]  # repeated entries: exact ties
+    gaps, order = palette_neighbours(palette)
+    values = np.concatenate(
+        [
+            rng.uniform(-40, 300, (300, 3)),  # beyond the cube, as carried error allows
+            palette[rng.integers(0, n_entries, 100)] + rng.integers(-2, 3, (100, 3)),
+            (palette[rng.integers(0, n_entries, 100)] + palette[rng.integers(0, n_entries, 100)])
+            / 2,  # halfway between two entries
+        ]
+    )
+    for value in values:
+        expected = _nearest_of_vector(value, palette)
+        for guess in rng.integers(0, n_entries, 4):
+            assert _nearest_from_guess(value, palette, gaps, order, guess) == expected
+
+
+def test_grid_candidates_hold_the_nearest_entry_of_every_point_of_their_cell():
+    rng = np.random.default_rng(7)
+    palette = rng.integers(0, 256, (40, 3)).astype(np.float64)
+    palette[20:23] = palette[5]  # repeated entries: exact ties
+    low, high = np.full(3, -30.0), np.full(3, 290.0)
+    counts, candidates = grid_candidates(palette, low, high)
+    size = (high - low) / _GRID_CELLS
+    points = np.concatenate([rng.uniform(-30, 290, (4000, 3)), palette + 0.5])
+    for point in points:
+        position = ((point - low) // size).astype(int)
+        cell = (position[0] * _GRID_CELLS + position[1]) * _GRID_CELLS + position[2]
+        listed = candidates[cell, : counts[cell]].tolist()
+        assert listed == sorted(listed)
+        assert _nearest_of_vector(point, palette) in listed
+
+
+@pytest.mark.parametrize(
+    ("n_colors", "space"), [(8, "rgb"), (64, "rgb"), (256, "rgb"), (32, "lab")]
+)
+def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n_colors, space):
+    histogram = color_histogram(sample_image[:128, :160])
+    points = color_features(histogram.colors, space)
+    result = quantize(sample_image[:128, :160], n_colors, space=space, rng=0)
+    palette = color_features(result.palette, space)
+    for max_error, edge_gap in ((12.0, 6.0), (1e9, 0.0)):
+        general = dither_floyd_steinberg(
+            points, histogram.inverse, 128, 160, palette, 0.9, 3, max_error, edge_gap
+        )
+        three = dither_floyd_steinberg_3(
+            points, histogram.inverse, 128, 160, palette, 0.9, max_error, edge_gap
+        )
+        np.testing.assert_array_equal(three, general)
 
 
 def test_dithering_strength_zero_is_nearest_and_strength_moves_toward_dithered(sample_image):

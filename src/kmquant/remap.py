@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _BAYER_8, dither_floyd_steinberg, dither_ordered, nearest_labels
+from ._kernels import (
+    _BAYER_8,
+    dither_floyd_steinberg,
+    dither_floyd_steinberg_3,
+    dither_ordered,
+    nearest_labels,
+)
 
 __all__ = ["DITHERS", "dither_labels", "nearest_palette_labels"]
 
@@ -86,17 +92,11 @@ def dither_labels(
     if method == "floyd-steinberg":
         gap = _typical_gap(palette_points[:, : min(3, n_diffused)])
         limit = ERROR_LIMIT * gap
-        return dither_floyd_steinberg(
-            points,
-            inverse,
-            height,
-            width,
-            palette_points,
-            float(strength),
-            int(n_diffused),
-            max(limit, 1e-9),
-            EDGE_GAP * gap,
-        )
+        pixels = (points, inverse, height, width, palette_points, float(strength))
+        limits = (max(limit, 1e-9), EDGE_GAP * gap)
+        if points.shape[1] == 3 and n_diffused == 3:  # RGB, Lab, OKLab, HSV: the faster kernel
+            return dither_floyd_steinberg_3(*pixels, *limits)
+        return dither_floyd_steinberg(*pixels, int(n_diffused), *limits)
     if method == "ordered":
         n_colour = min(3, n_diffused)
         # The same offset moves every colour feature: along the grey diagonal, whose length
