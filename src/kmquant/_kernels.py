@@ -1003,8 +1003,8 @@ def dither_floyd_steinberg_3(
     faster than the loops over features), and the nearest entry found through a grid: the
     box of every value a pixel can take (its colour plus a carried error of at most
     ``max_error``) is cut into cells, and only a cell's candidates (:func:`grid_candidates`,
-    2 to 14 on average from K = 16 to 256 on a photo) are tried, in index order so ties go to
-    the lowest index as in a full scan.
+    3 to 14 a cell on average from K = 16 to 256 on a photo) are tried, in index order so
+    ties go to the lowest index as in a full scan.
     """
     # The row loop below is dither_floyd_steinberg's, written out again on purpose: numba
     # keeps the per-feature variables in registers only when the loop body is one function.
