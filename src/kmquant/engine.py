@@ -148,10 +148,11 @@ PRESETS: dict[str, SpeedPreset] = {
 _SMALL_PROBLEM = 16384
 _SMALL_PROBLEM_RESTARTS = 10
 
-# Merge colours only when the coarse set still has this many points per centre...
+# Merge colours into cells only when the coarse set still has this many points per centre...
 _MIN_COARSE_POINTS_PER_CENTER = 8
 # ... and, above ``finer_above``, only for images with more distinct colours than this: there
-# the full set is affordable, and merging cost 5% MSE (kodim02, 13,452 colours, K = 256).
+# the full set is affordable, and merging into cells cost 5% MSE (kodim02, 13,452 colours,
+# K = 256). Boxes need neither rule: they follow the colours' density.
 _MIN_COLORS_TO_MERGE = 16384
 
 
