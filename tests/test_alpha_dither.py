@@ -14,12 +14,10 @@ from kmquant import encode_png, metrics, quantize, read_image, remap_image
 from kmquant.__main__ import main
 from kmquant._kernels import (
     _GRID_CELLS,
-    _nearest_from_guess,
     _nearest_of_vector,
     dither_floyd_steinberg,
     dither_floyd_steinberg_3,
     grid_candidates,
-    palette_neighbours,
 )
 from kmquant.colorspace import alpha_classes, color_features
 from kmquant.histogram import color_histogram
@@ -127,28 +125,6 @@ def test_dithering_keeps_the_mean_of_a_flat_patch(method):
     assert set(np.unique(result.labels)) == {0, 1}  # really mixed, not all one colour
     tolerance = 1.0 if method == "floyd-steinberg" else 255 / 64 / 2 + 0.5
     assert abs(result.to_image().mean() - 100) <= tolerance
-
-
-@pytest.mark.parametrize("n_entries", [1, 2, 16, 256])
-def test_nearest_search_from_a_guess_equals_the_full_scan(n_entries):
-    # Floyd-Steinberg searches from the previous pixel's entry and stops by the triangle
-    # inequality; it must pick what a scan of every entry picks, lowest index on ties.
-    rng = np.random.default_rng(n_entries)
-    palette = rng.integers(0, 256, (n_entries, 3)).astype(np.float64)
-    palette[n_entries // 2 :: 3] = palette[0]  # repeated entries: exact ties
-    gaps, order = palette_neighbours(palette)
-    values = np.concatenate(
-        [
-            rng.uniform(-40, 300, (300, 3)),  # beyond the cube, as carried error allows
-            palette[rng.integers(0, n_entries, 100)] + rng.integers(-2, 3, (100, 3)),
-            (palette[rng.integers(0, n_entries, 100)] + palette[rng.integers(0, n_entries, 100)])
-            / 2,  # halfway between two entries
-        ]
-    )
-    for value in values:
-        expected = _nearest_of_vector(value, palette)
-        for guess in rng.integers(0, n_entries, 4):
-            assert _nearest_from_guess(value, palette, gaps, order, guess) == expected
 
 
 def test_grid_candidates_hold_the_nearest_entry_of_every_point_of_their_cell():

@@ -318,6 +318,20 @@ def _means_from_sums(sums, totals, sizes, centers_out):  # pragma: no cover - co
 
 
 @njit(cache=True, nogil=True)
+def _cluster_sums(X, weights, labels, sums, totals, members):  # pragma: no cover - compiled
+    """Per-cluster sums of w * x, of w, and member counts, from scratch (serial, in order)."""
+    sums[:, :] = 0.0
+    totals[:] = 0.0
+    members[:] = 0
+    for i in range(X.shape[0]):
+        k = labels[i]
+        totals[k] += weights[i]
+        members[k] += 1
+        for feature in range(X.shape[1]):
+            sums[k, feature] += weights[i] * X[i, feature]
+
+
+@njit(cache=True, nogil=True)
 def weighted_means(X, weights, labels, centers_out):  # pragma: no cover - compiled
     """Weighted mean of every cluster; empty clusters relocated as in ``compute_centroids``.
 
@@ -325,14 +339,10 @@ def weighted_means(X, weights, labels, centers_out):  # pragma: no cover - compi
     current centres on entry and the new ones on exit. Serial, so sums are thread-independent.
     """
     n_centers, n_features = centers_out.shape
-    sums = np.zeros((n_centers, n_features))
-    totals = np.zeros(n_centers)
-    for i in range(X.shape[0]):
-        k = labels[i]
-        w = weights[i]
-        totals[k] += w
-        for feature in range(n_features):
-            sums[k, feature] += w * X[i, feature]
+    sums = np.empty((n_centers, n_features))
+    totals = np.empty(n_centers)
+    members = np.empty(n_centers, dtype=np.int64)
+    _cluster_sums(X, weights, labels, sums, totals, members)
     n_empty = _means_from_sums(sums, totals, totals, centers_out)
     if n_empty == 0:
         return 0
@@ -475,20 +485,6 @@ def _bounded_assign(
             upper[i] = np.sqrt(best)
             lower[i] = np.sqrt(second)
     return n_moved
-
-
-@njit(cache=True, nogil=True)
-def _cluster_sums(X, weights, labels, sums, totals, members):  # pragma: no cover - compiled
-    """Per-cluster sums of w * x, of w, and member counts, from scratch (serial, in order)."""
-    sums[:, :] = 0.0
-    totals[:] = 0.0
-    members[:] = 0
-    for i in range(X.shape[0]):
-        k = labels[i]
-        totals[k] += weights[i]
-        members[k] += 1
-        for feature in range(X.shape[1]):
-            sums[k, feature] += weights[i] * X[i, feature]
 
 
 # Above this share of moved points, the cluster sums are recounted rather than updated.
@@ -743,91 +739,6 @@ def _nearest_of_vector(value, palette):  # pragma: no cover - compiled
     return best_index
 
 
-@njit(cache=True, nogil=True)
-def palette_neighbours(palette):  # pragma: no cover - compiled
-    """Distances between palette rows and, per row, the rows in order of distance from it.
-
-    Returns ``gaps`` (k, k), ``gaps[a, b] = ||palette[a] - palette[b]||``, and ``order`` (k, k),
-    row a listing every index by increasing ``gaps[a]`` (a itself among the first): what
-    :func:`_nearest_from_guess` needs to stop early.
-    """
-    n_entries = palette.shape[0]
-    gaps = np.empty((n_entries, n_entries))
-    for a in range(n_entries):
-        for b in range(n_entries):
-            squared = 0.0
-            for feature in range(palette.shape[1]):
-                difference = palette[a, feature] - palette[b, feature]
-                squared += difference * difference
-            gaps[a, b] = np.sqrt(squared)
-    order = np.empty((n_entries, n_entries), dtype=np.int64)
-    for a in range(n_entries):
-        order[a] = np.argsort(gaps[a], kind="mergesort")
-    return gaps, order
-
-
-@njit(cache=True, nogil=True)
-def _nearest_from_guess(value, palette, gaps, order, guess):  # pragma: no cover - compiled
-    """:func:`_nearest_of_vector`'s answer (ties: lowest index), searching from ``guess``.
-
-    With r = ||value - palette[guess]|| and the best distance b found so far, an entry j with
-    ||palette[guess] - palette[j]|| > r + b is farther than b from ``value`` (triangle
-    inequality), and so is every entry after it in ``order[guess]``: the search stops there.
-    Dithered pixels land near their neighbour's entry, so a few entries are tried instead
-    of all k. A relative slack of 1e-9 on the bound covers rounding in the square roots.
-    """
-    squared = 0.0
-    for feature in range(palette.shape[1]):
-        difference = value[feature] - palette[guess, feature]
-        squared += difference * difference
-    radius = np.sqrt(squared)
-    best = squared
-    best_index = guess
-    reach = 2.0 * radius * (1.0 + 1e-9) + 1e-9
-    for position in range(order.shape[1]):
-        k = order[guess, position]
-        if k == guess:  # first, unless repeated entries share its place
-            continue
-        if gaps[guess, k] > reach:
-            break
-        distance = 0.0
-        for feature in range(palette.shape[1]):
-            difference = value[feature] - palette[k, feature]
-            distance += difference * difference
-        if distance < best or (distance == best and k < best_index):
-            best = distance
-            best_index = k
-            reach = (radius + np.sqrt(best)) * (1.0 + 1e-9) + 1e-9
-    return best_index
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _nearest_by_scan(value, palette_t, distances):  # pragma: no cover - compiled
-    """:func:`_nearest_of_vector` with the palette transposed (d, k): the k distances are
-    summed feature by feature in vectorisable loops (same sums, so the same answer)."""
-    n_entries = palette_t.shape[1]
-    last = palette_t.shape[0] - 1
-    for k in range(n_entries):
-        distances[k] = 0.0
-    for feature in range(last):
-        component = value[feature]
-        row = palette_t[feature]
-        for k in range(n_entries):
-            difference = component - row[k]
-            distances[k] += difference * difference
-    component = value[last]
-    row = palette_t[last]
-    best = np.inf
-    best_index = 0
-    for k in range(n_entries):  # the last feature's term, and the minimum, in one pass
-        difference = component - row[k]
-        distance = distances[k] + difference * difference
-        if distance < best:
-            best = distance
-            best_index = k
-    return best_index
-
-
 # Cells per axis of the grid of :func:`grid_candidates`.
 _GRID_CELLS = 16
 
@@ -849,9 +760,9 @@ def grid_candidates(palette, low, high):  # pragma: no cover - compiled
     counts = np.zeros(n_cells, dtype=np.int64)
     candidates = np.empty((n_cells, n_entries), dtype=np.uint8)
     nearest_sq = np.empty(n_entries)
+    cell_low = np.empty(3)
+    cell_high = np.empty(3)
     for cell in range(n_cells):
-        cell_low = np.empty(3)
-        cell_high = np.empty(3)
         remainder = cell
         for feature in range(2, -1, -1):
             position = remainder % _GRID_CELLS
@@ -918,11 +829,6 @@ def _dither_band(
 
 # Floyd-Steinberg rows gathered (in parallel, :func:`_dither_band`) at a time.
 _DITHER_BAND_ROWS = 32
-# Above this many entries the nearest entry is searched from the previous pixel's
-# (:func:`_nearest_from_guess`); up to it a vectorised scan of all of them is faster
-# (exploratory, a 768 x 512 photo: scan 34 against 43 ms at K = 64, 41 against 44 at 96;
-# search 48 against 51 ms at 128, 77 against 99 at 256).
-_SCAN_ENTRIES = 112
 
 
 @njit(cache=True, nogil=True)
@@ -946,14 +852,11 @@ def dither_floyd_steinberg(
     labels = np.empty((height, width), dtype=np.uint8)
     current = np.zeros((width + 2, n_features))
     following = np.zeros((width + 2, n_features))
-    value = np.empty(n_features)
+    value = np.empty((1, n_features))  # one row, as _nearest_two_of reads points
     palette_t = np.ascontiguousarray(palette.T)
     distances = np.empty(palette.shape[0])
-    guided = palette.shape[0] > _SCAN_ENTRIES
-    gaps, order = palette_neighbours(palette)
     values = np.empty((_DITHER_BAND_ROWS, width, n_features))
     weights = np.empty((_DITHER_BAND_ROWS, width))
-    index = 0
     for row in range(height):
         band_row = row % _DITHER_BAND_ROWS
         if band_row == 0:
@@ -972,18 +875,14 @@ def dither_floyd_steinberg(
             if carried > max_error * max_error:
                 scale = max_error / np.sqrt(carried)
             for feature in range(n_features):
-                value[feature] = values[band_row, column, feature]
+                value[0, feature] = values[band_row, column, feature]
                 if feature < n_diffused:
-                    value[feature] += scale * current[column + 1, feature]
-            if guided:
-                # The previous pixel's entry is the guess: the search stops after a few.
-                index = _nearest_from_guess(value, palette, gaps, order, index)
-            else:
-                index = _nearest_by_scan(value, palette_t, distances)
+                    value[0, feature] += scale * current[column + 1, feature]
+            index = _nearest_two_of(value, 0, palette_t, distances)[0]
             labels[row, column] = index
             weight = weights[band_row, column]
             for feature in range(n_diffused):
-                error = weight * (value[feature] - palette[index, feature])
+                error = weight * (value[0, feature] - palette[index, feature])
                 current[column + 1 + direction, feature] += error * (7.0 / 16.0)
                 following[column + 1 - direction, feature] += error * (3.0 / 16.0)
                 following[column + 1, feature] += error * (5.0 / 16.0)
@@ -1006,8 +905,9 @@ def dither_floyd_steinberg_3(
     3 to 14 a cell on average from K = 16 to 256 on a photo) are tried, in index order so
     ties go to the lowest index as in a full scan.
     """
-    # The row loop below is dither_floyd_steinberg's, written out again on purpose: numba
-    # keeps the per-feature variables in registers only when the loop body is one function.
+    # The row loop below is dither_floyd_steinberg's, written out again on purpose, with
+    # one variable per feature and the grid search inline: with the search in a helper
+    # called per pixel the kernel ran 4 times slower (measured on a photo at K = 16).
     labels = np.empty((height, width), dtype=np.uint8)
     current = np.zeros((width + 2, 3))
     following = np.zeros((width + 2, 3))
@@ -1214,11 +1114,17 @@ def labels_through_cells(pixels, bits, cell_labels, labels):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _spread_of(weight, sums, squares, box, feature):  # pragma: no cover - compiled
+    """Box's sum of w * (x - mean)^2 along one feature, from its weight, sums and squares."""
+    return max(0.0, squares[box, feature] - sums[box, feature] ** 2 / weight[box])
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _scatter_of(weight, sums, squares, box):  # pragma: no cover - compiled
-    """Box's sum of w * ||x - mean||^2 from its weight, sums and sums of squares."""
+    """Box's sum of w * ||x - mean||^2: its spreads along every feature."""
     total = 0.0
     for feature in range(sums.shape[1]):
-        total += max(0.0, squares[box, feature] - sums[box, feature] ** 2 / weight[box])
+        total += _spread_of(weight, sums, squares, box, feature)
     return total
 
 
@@ -1265,9 +1171,9 @@ def variance_split(X, weights, n_boxes):  # pragma: no cover - compiled
     the feature in which it spreads most (as Wu's and median-cut quantizers do). One pass
     over a copy of the box's rows both partitions them in place and sums the low side's
     weight, w * x and w * x^2 (the high side's are the box's minus those), from which the
-    sides' means and J_b follow. Returns the boxes'
-    weighted means (m, d) and total weights (m,), m < ``n_boxes`` only when no box can be
-    cut further. Serial and without randomness: the same points always give the same boxes.
+    sides' means and J_b follow. Returns the boxes' weighted means (m, d) and total weights
+    (m,), m < ``n_boxes`` only when no box can be cut further. Serial and without
+    randomness: the same points always give the same boxes.
     """
     n_points, n_features = X.shape
     rows = np.empty((n_points, n_features + 1))  # features, then the weight
@@ -1296,7 +1202,7 @@ def variance_split(X, weights, n_boxes):  # pragma: no cover - compiled
         axis = 0
         widest = -1.0
         for feature in range(n_features):
-            spread = squares[box, feature] - sums[box, feature] ** 2 / weight[box]
+            spread = _spread_of(weight, sums, squares, box, feature)
             if spread > widest:
                 widest = spread
                 axis = feature
