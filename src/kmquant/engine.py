@@ -254,12 +254,11 @@ def box_points(
     """
     if points.shape[0] <= n_boxes:
         return points, weights
-    merged, merged_weights = _kernels.variance_split(
+    return _kernels.variance_split(
         np.ascontiguousarray(points, dtype=np.float64),
         np.ascontiguousarray(weights, dtype=np.float64),
         n_boxes,
     )
-    return merged, merged_weights
 
 
 def working_points(
