@@ -6,6 +6,8 @@ several runs) and output PNG bytes, then the means and the ratios kmquant / peer
 
     python benchmarks/compare.py                         # bundled sample, K = 16 64 256
     python benchmarks/compare.py ../shared/corpus/photos -k 16 64 256 --markdown
+    python benchmarks/compare.py ../shared/corpus/photos --only kmquant --seed 1 --json s1.json
+        # kmquant with another seed; summarize.py all.json s1.json puts it beside the peers
 
 Time is what each method spends turning pixels into a palette + indices (kmquant: histogram,
 k-means and mapping every pixel; pngquant: its whole process, decode and encode included, as
@@ -71,9 +73,9 @@ def _pillow_output(indexed: Image.Image) -> Output:
 # -------------------------------------------------------------------------------- methods
 
 
-def run_kmquant(image, k, path, **options):
+def run_kmquant(image, k, path, seed=0, **options):
     started = time.perf_counter()
-    result = kmquant.quantize(image, k, rng=0, **options)
+    result = kmquant.quantize(image, k, rng=seed, **options)
     seconds = time.perf_counter() - started
     return Output(result.to_image(), len(kmquant.encode_png(result))), seconds
 
@@ -162,10 +164,13 @@ def run_faiss(image, k, path):
     return _indexed_output(palette, labels.reshape(image.shape[:2])), seconds
 
 
-def available_methods(include_slow: bool) -> tuple[list[Method], list[str]]:
+def available_methods(include_slow: bool, seed: int = 0) -> tuple[list[Method], list[str]]:
     methods = [
-        Method("kmquant", run_kmquant),
-        Method("kmquant-fast", lambda image, k, path: run_kmquant(image, k, path, speed="fast")),
+        Method("kmquant", lambda image, k, path: run_kmquant(image, k, path, seed)),
+        Method(
+            "kmquant-fast",
+            lambda image, k, path: run_kmquant(image, k, path, seed, speed="fast"),
+        ),
     ]
     missing = []
     try:
@@ -302,12 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-slow", action="store_true", help="skip the scikit-learn peers")
     parser.add_argument("--only", nargs="+", help="run only these methods (by name prefix)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="kmquant's seed (the peers keep their own)"
+    )
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args(argv)
 
     images = list_images(args.inputs) or [kmquant.sample_image_path()]
-    methods, missing = available_methods(include_slow=not args.no_slow)
+    methods, missing = available_methods(include_slow=not args.no_slow, seed=args.seed)
     if args.only:
         methods = [m for m in methods if m.name.startswith(("kmquant", *args.only))]
     for line in missing:

@@ -9,7 +9,7 @@ from kmquant._kernels import (
     label_counts,
     pixel_squared_error,
 )
-from kmquant.histogram import cell_histogram, pack_colors
+from kmquant.histogram import cell_histogram, hashed_histogram, pack_colors
 
 
 def test_histogram_of_the_sample_rebuilds_every_pixel(sample_image):
@@ -58,10 +58,10 @@ def test_bitmap_and_hash_routes_agree(sample_image, n_channels):
     for rows in (8, 512):
         pixels = np.ascontiguousarray(sample_image[:rows, :, :n_channels].reshape(-1, n_channels))
         keys, counts, inverse = _numpy_histogram(pixels)
-        hist = color_histogram(pixels)
-        np.testing.assert_array_equal(pack_colors(hist.colors), keys)
-        np.testing.assert_array_equal(hist.counts, counts)
-        np.testing.assert_array_equal(hist.inverse, inverse)
+        for hist in (color_histogram(pixels), hashed_histogram(pixels)):
+            np.testing.assert_array_equal(pack_colors(hist.colors), keys)
+            np.testing.assert_array_equal(hist.counts, counts)
+            np.testing.assert_array_equal(hist.inverse, inverse)
         hash_keys, hash_counts, _ = histogram_unsorted(pixels, True)
         assert sorted(hash_keys.tolist()) == keys.tolist()
         assert hash_counts.sum() == counts.sum()

@@ -20,6 +20,7 @@ __all__ = [
     "ColorHistogram",
     "cell_histogram",
     "color_histogram",
+    "hashed_histogram",
     "pack_colors",
     "unpack_keys",
 ]
@@ -110,10 +111,10 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
     -----
     No pixel is sorted. Up to three channels (grey, RGB), from 1 pixel per 64 bytes of bitmap
     on (32,768 pixels for RGB), one bit per possible colour marks those present and the
-    count of set bits below a colour's bit is its index (compiled, parallel): 1.3 ms
-    instead of 5.3 ms on a 768 x 512 photo, 10 instead of 65 ms on a 3.4-megapixel one
-    (exploratory timing, same results). Otherwise one pass with an open-addressing hash table,
-    then a sort of the distinct colours only.
+    count of set bits below a colour's bit is its index (compiled, parallel; about 4 times
+    faster than hashing on the photos, ``python benchmarks/kernels.py``, same results).
+    Otherwise :func:`hashed_histogram`: one pass with an open-addressing hash table, then a
+    sort of the distinct colours only.
 
     Examples
     --------
@@ -137,15 +138,23 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
     if n_channels <= 3 and bitmap_bytes <= _BITMAP_BYTES_PER_PIXEL * pixels.shape[0]:
         colors, counts, inverse = histogram_by_bitmap(pixels, numba.get_num_threads())
         return ColorHistogram(colors, counts, inverse)
+    return hashed_histogram(pixels)
+
+
+def hashed_histogram(pixels: np.ndarray) -> ColorHistogram:
+    """:func:`color_histogram` through the compiled hash table, for any 1 to 4 channels.
+
+    ``pixels`` is C-contiguous uint8 (n, c), already checked. One pass hashes the colours in
+    order of first sight; then the distinct colours alone are sorted, so the histogram is
+    canonical (the same as np.unique's), whatever the pixel order.
+    """
     keys, counts, inverse = histogram_unsorted(pixels, True)
-    # The hash table lists colours in order of first sight; sort them so the histogram is
-    # canonical (the same as np.unique's), whatever the pixel order.
     order = np.argsort(keys)  # keys are distinct: any sort gives the same order
     rank = np.empty(order.shape[0], dtype=np.int32)
     rank[order] = np.arange(order.shape[0], dtype=np.int32)
     relabel_in_place(inverse, rank)
     return ColorHistogram(
-        colors=unpack_keys(keys[order], n_channels), counts=counts[order], inverse=inverse
+        colors=unpack_keys(keys[order], pixels.shape[1]), counts=counts[order], inverse=inverse
     )
 
 

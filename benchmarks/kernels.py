@@ -1,0 +1,193 @@
+"""Inner steps side by side with the code they replaced or beside, in one process.
+
+    python benchmarks/kernels.py ../shared/corpus/photos            # all three sections
+    python benchmarks/kernels.py ../shared/corpus/photos --only stages -k 64 256
+
+- ``histogram``: :func:`kmquant.color_histogram` (the bitmap route for RGB) against
+  :func:`kmquant.histogram.hashed_histogram` (hash table + sort of the distinct colours) on
+  the same pixels; both must give the same histogram.
+- ``dither``: the three-feature Floyd-Steinberg kernel (grid of candidate lists) against the
+  general one (every entry scanned) on each image's own palette at each K; both must give the
+  same labels.
+- ``stages``: where ``quantize(speed="default")`` spends its time, by wrapping the engine's
+  steps (boxes, k-means++ seeding, Lloyd in the restarts, in the swaps and in the final
+  refine on every distinct colour, the rest of the swaps, the histogram and the mapping).
+
+Times are medians of ``--repeat`` runs (sums over images), after one warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import kmquant
+from kmquant import _kernels, engine
+from kmquant.colorspace import color_features
+from kmquant.histogram import color_histogram, hashed_histogram
+from kmquant.remap import EDGE_GAP, ERROR_LIMIT, _typical_gap
+
+# The module, not the function the package re-exports under the same name.
+quantize_module = importlib.import_module("kmquant.quantize")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def median_seconds(task: Callable[[], object], repeat: int) -> float:
+    task()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        task()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def histogram_section(images: list[np.ndarray], repeat: int) -> None:
+    bitmap = hashed = 0.0
+    for image in images:
+        pixels = np.ascontiguousarray(image.reshape(-1, 3))
+        first, second = color_histogram(pixels), hashed_histogram(pixels)
+        assert np.array_equal(first.colors, second.colors)
+        assert np.array_equal(first.inverse, second.inverse)
+        bitmap += median_seconds(lambda p=pixels: color_histogram(p), repeat)
+        hashed += median_seconds(lambda p=pixels: hashed_histogram(p), repeat)
+    n = len(images)
+    print(
+        f"histogram: bitmap {1000 * bitmap / n:.2f} ms, hash + sort {1000 * hashed / n:.2f} ms "
+        f"an image ({hashed / bitmap:.1f}x), same histograms"
+    )
+
+
+def dither_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
+    for k in ks:
+        grid = general = 0.0
+        for image in images:
+            histogram = color_histogram(image)
+            points = color_features(histogram.colors, "rgb")
+            palette = kmquant.quantize(image, k, rng=0).palette.astype(np.float64)
+            gap = _typical_gap(palette)
+            shape = image.shape[:2]
+            common = (points, histogram.inverse, *shape, palette, 1.0)
+            limits = (ERROR_LIMIT * gap, EDGE_GAP * gap)
+
+            def three(common=common, limits=limits):
+                return _kernels.dither_floyd_steinberg_3(*common, *limits)
+
+            def every(common=common, limits=limits):
+                return _kernels.dither_floyd_steinberg(*common, 3, *limits)
+
+            assert np.array_equal(three(), every())
+            grid += median_seconds(three, repeat)
+            general += median_seconds(every, repeat)
+        n = len(images)
+        print(
+            f"Floyd-Steinberg K={k}: grid kernel {1000 * grid / n:.1f} ms, full scan "
+            f"{1000 * general / n:.1f} ms an image ({general / grid:.1f}x), same labels"
+        )
+
+
+def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
+    spent: dict[str, float] = defaultdict(float)
+    in_swaps = [False]
+
+    def timed(module, name, label=None):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            result = original(*args, **kwargs)
+            spent[label(args) if label else name] += time.perf_counter() - started
+            return result
+
+        setattr(module, name, wrapper)
+        return original
+
+    n_colors = [0]  # distinct colours of the image being quantized
+
+    def lloyd_label(args):
+        if in_swaps[0]:
+            return "lloyd in swaps"
+        on_all_colours = args[0].shape[0] == n_colors[0]
+        return "lloyd refine (all colours)" if on_all_colours else "lloyd restarts"
+
+    original_histogram = quantize_module.color_histogram
+
+    def histogram(pixels):
+        started = time.perf_counter()
+        result = original_histogram(pixels)
+        spent["histogram"] += time.perf_counter() - started
+        n_colors[0] = result.n_colors
+        return result
+
+    original_swaps = engine.improve_by_swaps
+
+    def swaps(*args, **kwargs):
+        in_swaps[0] = True
+        started = time.perf_counter()
+        try:
+            return original_swaps(*args, **kwargs)
+        finally:
+            spent["swaps, outside lloyd"] += time.perf_counter() - started
+            in_swaps[0] = False
+
+    engine.improve_by_swaps = swaps
+    timed(engine, "box_points", lambda args: "boxes")
+    timed(engine, "initial_centers", lambda args: "k-means++ seeding")
+    timed(engine, "lloyd", lloyd_label)
+    quantize_module.color_histogram = histogram
+    timed(quantize_module, "apply_palette", lambda args: "mapping")
+    for k in ks:
+        for image in images:
+            kmquant.quantize(image, k, rng=0)
+        spent.clear()
+        started = time.perf_counter()
+        for _ in range(repeat):
+            for image in images:
+                kmquant.quantize(image, k, rng=0)
+        total = (time.perf_counter() - started) / repeat
+        spent["swaps, outside lloyd"] -= spent["lloyd in swaps"]
+        parts = ", ".join(
+            f"{name} {100 * seconds / repeat / total:.0f}%"
+            for name, seconds in sorted(spent.items(), key=lambda item: -item[1])
+        )
+        print(f"default K={k}: {1000 * total / len(images):.1f} ms an image: {parts}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="*", type=Path, help="images or folders (default: sample)")
+    parser.add_argument("-k", nargs="+", type=int, default=[16, 64, 256])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--only", nargs="+", choices=("histogram", "dither", "stages"), help="sections to run"
+    )
+    args = parser.parse_args()
+    paths: list[Path] = []
+    for source in args.inputs or [Path(kmquant.__file__).parent / "data" / "kodim03.png"]:
+        if source.is_dir():
+            paths += sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(source)
+    images = [np.asarray(Image.open(path).convert("RGB")) for path in paths]
+    sections = args.only or ["histogram", "dither", "stages"]
+    print(f"{len(images)} images, medians of {args.repeat} runs")
+    if "histogram" in sections:
+        histogram_section(images, args.repeat)
+    if "dither" in sections:
+        dither_section(images, args.k, args.repeat)
+    if "stages" in sections:
+        stages_section(images, args.k, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
