@@ -32,8 +32,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     path = args.image or sample_image_path()
-    image = np.asarray(Image.open(path).convert("RGB"))
-    low, high = (int(part) for part in args.k_range.split(":"))
+    try:
+        low, high = (int(part) for part in args.k_range.split(":"))
+    except ValueError:
+        parser.error(f"--k-range must be LOW:HIGH, got {args.k_range!r}")
+    if not 1 <= low < high <= 256:
+        parser.error(f"--k-range must satisfy 1 <= LOW < HIGH <= 256, got {args.k_range!r}")
+    try:
+        image = np.asarray(Image.open(path).convert("RGB"))
+    except OSError as error:
+        parser.error(f"cannot read {path}: {error}")
     k_values = range(low, high + 1)
 
     def sweep() -> object:

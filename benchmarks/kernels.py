@@ -177,7 +177,12 @@ def main() -> int:
             paths += sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             paths.append(source)
-    images = [np.asarray(Image.open(path).convert("RGB")) for path in paths]
+    try:
+        images = [np.asarray(Image.open(path).convert("RGB")) for path in paths]
+    except OSError as error:
+        parser.error(f"cannot read an input: {error}")
+    if not images:
+        parser.error("no images found in the inputs")
     sections = args.only or ["histogram", "dither", "stages"]
     print(f"{len(images)} images, medians of {args.repeat} runs")
     if "histogram" in sections:
