@@ -64,12 +64,22 @@ def assert_same_lloyd_run_as_reference(X, weights, n_colors, seed):
     return n_iter
 
 
-@pytest.mark.parametrize(("n_colors", "seed"), [(2, 0), (8, 1), (32, 2), (64, 3)])
+@pytest.mark.parametrize(("n_colors", "seed"), [(2, 0), (3, 4), (8, 1), (32, 2), (64, 3)])
 def test_compiled_lloyd_equals_reference_lloyd(small_photo, n_colors, seed):
+    # K = 2 has no third centre, K = 3 no centre beyond the third.
     histogram = color_histogram(small_photo)
     X = histogram.colors.astype(float)
     weights = histogram.counts.astype(float)
     assert_same_lloyd_run_as_reference(X, weights, n_colors, seed)
+
+
+def test_compiled_lloyd_equals_reference_lloyd_at_k_256(sample_image):
+    # 16,000 colours and 256 centres: many points lie near two or three clusters at once, so
+    # every way the bounds settle a label (second centre nearer, search in the band) is taken.
+    histogram = color_histogram(sample_image[::2, ::2])
+    X = histogram.colors.astype(float)
+    weights = histogram.counts.astype(float)
+    assert assert_same_lloyd_run_as_reference(X, weights, 256, 5) > 10
 
 
 @pytest.mark.parametrize("n_colors", [8, 64])
@@ -185,7 +195,7 @@ def test_swaps_escape_a_bad_local_minimum():
     groups = [np.array([0.0, 0.0]), np.array([100.0, 0.0]), np.array([0.0, 100.0])]
     X = np.concatenate([g + rng.normal(0, 1, (40, 2)) for g in groups])
     weights = np.ones(len(X))
-    stuck, _ = lloyd(X, weights, np.array([[-1.0, 0.0], [1.0, 0.0], [50.0, 50.0]]), 100, 0.0)
+    stuck, _, _ = lloyd(X, weights, np.array([[-1.0, 0.0], [1.0, 0.0], [50.0, 50.0]]), 100, 0.0)
     stuck_inertia = float(weights @ ((X[:, None] - stuck[None]) ** 2).sum(2).min(1))
     better, inertia, accepted = improve_by_swaps(
         X, weights, stuck, trials=5, max_iter=100, tol_abs=0.0
@@ -203,7 +213,7 @@ def test_swaps_never_raise_inertia(small_photo, seed, n_colors, trials):
     X = histogram.colors.astype(float)
     weights = histogram.counts.astype(float)
     start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed)
-    centers, _ = lloyd(X, weights, start, 100, 0.0)
+    centers, _, _ = lloyd(X, weights, start, 100, 0.0)
     before = float(weights @ ((X[:, None] - centers[None]) ** 2).sum(2).min(1))
     _, after, _ = improve_by_swaps(X, weights, centers, trials=trials, max_iter=50, tol_abs=0.0)
     assert after <= before * (1 + 1e-12)

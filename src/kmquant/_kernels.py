@@ -236,36 +236,42 @@ _BLOCK = 512
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _nearest_two_of(X, i, centers_t, distances):  # pragma: no cover - compiled
-    """Nearest and second-nearest centre of point i: (index, squared distance) of each.
+def _squared_distances_of(X, i, centers_t, distances):  # pragma: no cover - compiled
+    """``distances[k] = ||X[i] - centre k||^2`` for every centre of ``centers_t`` (d, k).
 
-    ``centers_t`` is (d, k): with the centres transposed, the distances to all k centres
-    are computed feature by feature in contiguous, vectorisable loops into ``distances`` (k,).
-    Ties go to the lowest index.
+    With the centres transposed, the distances are computed feature by feature in
+    contiguous, vectorisable loops.
     """
-    n_centers = centers_t.shape[1]
-    for k in range(n_centers):
+    for k in range(centers_t.shape[1]):
         distances[k] = 0.0
     for feature in range(centers_t.shape[0]):
         value = X[i, feature]
         row = centers_t[feature]
-        for k in range(n_centers):
+        for k in range(centers_t.shape[1]):
             difference = value - row[k]
             distances[k] += difference * difference
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nearest_two_of(X, i, centers_t, distances):  # pragma: no cover - compiled
+    """Nearest and second-nearest centre of point i: (index, squared distance) of each.
+
+    ``centers_t`` is (d, k), the centres transposed; ``distances`` (k,) is scratch (see
+    :func:`_squared_distances_of`). Ties go to the lowest index.
+    """
+    n_centers = centers_t.shape[1]
+    _squared_distances_of(X, i, centers_t, distances)
     best = np.inf
     second = np.inf
     best_index = 0
     second_index = 0
     for k in range(n_centers):
         distance = distances[k]
-        if distance < best:
-            second = best
-            second_index = best_index
-            best = distance
-            best_index = k
-        elif distance < second:
-            second = distance
-            second_index = k
+        if distance < second:
+            if distance < best:
+                second, second_index, best, best_index = best, best_index, distance, k
+            else:
+                second, second_index = distance, k
     return best_index, best, second_index, second
 
 
@@ -404,21 +410,56 @@ def _half_separation(centers, half_gap):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def _nearest_three(X, centers, nearest, bounds):  # pragma: no cover - compiled
+    """Full scan for Lloyd's bounds: the three nearest centres of every point.
+
+    Writes ``nearest`` (3, n), the indices of each point's nearest, second and third nearest
+    centres (ties: lowest index), and ``bounds`` (3, n), the Euclidean distances to them
+    (infinity where there are fewer centres).
+    """
+    centers_t = np.ascontiguousarray(centers.T)
+    n_points, n_centers = X.shape[0], centers.shape[0]
+    for block in prange((n_points + _BLOCK - 1) // _BLOCK):
+        distances = np.empty(n_centers)
+        for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
+            _squared_distances_of(X, i, centers_t, distances)
+            # In index order, strict comparisons give ties to the lowest index.
+            d1, k1, d2, k2, d3, k3 = np.inf, 0, np.inf, 0, np.inf, 0
+            for k in range(n_centers):
+                distance = distances[k]
+                if distance < d3:
+                    if distance < d1:
+                        d1, k1, d2, k2, d3, k3 = distance, k, d1, k1, d2, k2
+                    elif distance < d2:
+                        d2, k2, d3, k3 = distance, k, d2, k2
+                    else:
+                        d3, k3 = distance, k
+            nearest[0, i], nearest[1, i], nearest[2, i] = k1, k2, k3
+            bounds[0, i], bounds[1, i], bounds[2, i] = np.sqrt(d1), np.sqrt(d2), np.sqrt(d3)
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def _bounded_assign(
-    X, point_norms, centers, labels, second_labels, upper, lower, half_gap, shift, moved_from
+    X, point_norms, centers, nearest, bounds, half_gap, shift, moved_from
 ):  # pragma: no cover - compiled
-    """Hamerly's assignment with Drake and Hamerly's annulus (2012) for the points it rescans.
+    """Hamerly's assignment with a second-nearest centre kept apart from the rest.
 
     Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers``, ``half_gap`` and ``shift``
-    (k,), how far each centre moved since the bounds were set; loosens the bounds by those
-    shifts, updates ``labels``, ``second_labels``, ``upper``, ``lower`` in place, writes
-    ``moved_from[i]`` = the previous label where the label moved, else -1, and returns how
-    many labels moved.
+    (k,), how far each centre moved since the bounds were set. Column i of ``nearest``
+    (3, n) holds point i's label, its second-nearest centre and a third centre (used only to
+    size the search); column i of ``bounds`` (3, n) an upper bound on the distance to its
+    label, a lower bound on the distance to its second centre and a lower bound on the
+    distance to every other centre ("the rest"). Loosens the bounds by the shifts, updates
+    both arrays in place, writes ``moved_from[i]`` = the previous label where the label
+    moved, else -1, and returns how many labels moved.
 
-    A point is rescanned only when its upper bound exceeds both its lower bound and half the
-    gap from its centre to the nearest other centre. Then its nearest and second-nearest
-    centres both lie within r = max(d(x, current), d(x, previous second)) of x, hence have
-    norms within ||x|| +- r: only the centres in that band of the norm-sorted list are tried.
+    A point keeps its label without any distance when its upper bound is at most half the
+    gap from its centre to the nearest other centre or its lower bounds (Hamerly 2010). Next
+    come the exact distances to its centre and to its second centre: among colours most
+    doubtful points lie between two clusters, and those two settle it when the nearer is
+    within the bound on the rest. Only the others are searched, in the band of the
+    norm-sorted centres within r = the largest distance to its three known centres of ||x||
+    (Drake and Hamerly's annulus), which holds its three nearest.
     """
     n_centers, n_features = centers.shape
     norms = np.empty(n_centers)
@@ -432,58 +473,77 @@ def _bounded_assign(
     sorted_centers = np.empty((n_centers, n_features))
     for position in range(n_centers):
         sorted_centers[position] = centers[order[position]]
-    largest = 0.0
-    second_largest = 0.0
-    largest_index = -1
+    # The three largest shifts: the largest over the centres other than a point's two.
+    top_shift = np.zeros(3)
+    top_index = np.full(3, -1, dtype=np.intp)
     for k in range(n_centers):
-        if shift[k] > largest:
-            second_largest = largest
-            largest = shift[k]
-            largest_index = k
-        elif shift[k] > second_largest:
-            second_largest = shift[k]
+        value = shift[k]
+        if value > top_shift[0]:
+            top_shift[2], top_index[2] = top_shift[1], top_index[1]
+            top_shift[1], top_index[1] = top_shift[0], top_index[0]
+            top_shift[0], top_index[0] = value, k
+        elif value > top_shift[1]:
+            top_shift[2], top_index[2] = top_shift[1], top_index[1]
+            top_shift[1], top_index[1] = value, k
+        elif value > top_shift[2]:
+            top_shift[2], top_index[2] = value, k
     n_points = X.shape[0]
     n_moved = 0
     for block in prange((n_points + _BLOCK - 1) // _BLOCK):
         for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
             moved_from[i] = -1
-            current = labels[i]
-            upper[i] += shift[current]
-            lower[i] -= second_largest if current == largest_index else largest
-            bound = max(half_gap[current], lower[i])
-            if upper[i] <= bound:
+            current = nearest[0, i]
+            second_index = nearest[1, i]
+            upper = bounds[0, i] + shift[current]
+            lower = bounds[1, i] - shift[second_index]
+            others = top_shift[2]
+            for rank in range(2, -1, -1):
+                if top_index[rank] != current and top_index[rank] != second_index:
+                    others = top_shift[rank]
+            rest = bounds[2, i] - others
+            bounds[0, i], bounds[1, i], bounds[2, i] = upper, lower, rest
+            bound = max(half_gap[current], min(lower, rest))
+            if upper <= bound:
                 continue
-            upper[i] = np.sqrt(_squared_distance(X, i, centers, current))
-            if upper[i] <= bound:
+            upper = np.sqrt(_squared_distance(X, i, centers, current))
+            bounds[0, i] = upper
+            if upper <= bound:
                 continue
-            radius = max(upper[i], np.sqrt(_squared_distance(X, i, centers, second_labels[i])))
+            lower = np.sqrt(_squared_distance(X, i, centers, second_index))
+            bounds[1, i] = lower
+            if upper <= lower and upper <= rest:
+                continue
+            if lower < upper and lower <= rest:  # the second centre is the nearest
+                moved_from[i] = current
+                nearest[0, i], nearest[1, i] = second_index, current
+                bounds[0, i], bounds[1, i] = lower, upper
+                n_moved += 1
+                continue
+            radius = max(upper, lower)
+            if n_centers >= 3:
+                radius = max(radius, np.sqrt(_squared_distance(X, i, centers, nearest[2, i])))
             # Slack for rounding in the norms; a wider band is always safe.
             radius = radius * (1.0 + 1e-9) + 1e-9
             start = np.searchsorted(sorted_norms, point_norms[i] - radius)
             stop = np.searchsorted(sorted_norms, point_norms[i] + radius, side="right")
-            best = np.inf
-            second = np.inf
-            best_index = 0
-            second_index = 0
+            d1, k1, d2, k2, d3, k3 = np.inf, 0, np.inf, 0, np.inf, 0
             for position in range(start, stop):
                 distance = _squared_distance(X, i, sorted_centers, position)
                 k = order[position]
                 # Ties go to the lowest index, as in a scan in index order.
-                if distance < best or (distance == best and k < best_index):
-                    second = best
-                    second_index = best_index
-                    best = distance
-                    best_index = k
-                elif distance < second:
-                    second = distance
-                    second_index = k
-            if best_index != current:
+                if distance < d3 or (distance == d3 and k < k3):
+                    if distance < d1 or (distance == d1 and k < k1):
+                        d1, k1, d2, k2, d3, k3 = distance, k, d1, k1, d2, k2
+                    elif distance < d2 or (distance == d2 and k < k2):
+                        d2, k2, d3, k3 = distance, k, d2, k2
+                    else:
+                        d3, k3 = distance, k
+            if k1 != current:
                 moved_from[i] = current
-                labels[i] = best_index
+                nearest[0, i] = k1
                 n_moved += 1
-            second_labels[i] = second_index
-            upper[i] = np.sqrt(best)
-            lower[i] = np.sqrt(second)
+            nearest[1, i], nearest[2, i] = k2, k3
+            bounds[0, i], bounds[1, i], bounds[2, i] = np.sqrt(d1), np.sqrt(d2), np.sqrt(d3)
     return n_moved
 
 
@@ -510,16 +570,15 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     """
     n_points = X.shape[0]
     n_centers, n_features = centers.shape
-    labels = np.empty(n_points, dtype=np.intp)
-    second_labels = np.empty(n_points, dtype=np.intp)
+    nearest = np.empty((3, n_points), dtype=np.intp)  # label, second and third centre
+    bounds = np.empty((3, n_points))  # upper, lower and rest (see _bounded_assign)
+    labels = nearest[0]
     point_norms = np.empty(n_points)
     for i in range(n_points):
         total = 0.0
         for feature in range(n_features):
             total += X[i, feature] * X[i, feature]
         point_norms[i] = np.sqrt(total)
-    upper = np.empty(n_points)
-    lower = np.empty(n_points)
     moved_from = np.empty(n_points, dtype=np.intp)
     half_gap = np.empty(n_centers)
     shift = np.empty(n_centers)
@@ -527,13 +586,13 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     sums = np.empty((n_centers, n_features))
     totals = np.empty(n_centers)
     members = np.empty(n_centers, dtype=np.int64)
-    nearest_two(X, centers, labels, upper, lower, second_labels)
+    _nearest_three(X, centers, nearest, bounds)
     _cluster_sums(X, weights, labels, sums, totals, members)
     n_moved = 0
     n_iter = 0
     converged = False
-    for iteration in range(max_iter):
-        n_iter = iteration + 1
+    while n_iter < max_iter:  # on leaving, the labels match the centres
+        n_iter += 1
         previous[:, :] = centers
         n_empty = _means_from_sums(sums, totals, members, centers)
         if n_empty > 0:  # relocation, as compute_centroids does it
@@ -546,25 +605,13 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
                 squared += difference * difference
             total_shift += squared
             shift[k] = np.sqrt(squared)
-        if iteration > 0 and n_moved == 0:
-            converged = True
-            break
-        if total_shift <= tol_abs:
-            converged = True
-            break
+        converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
         _half_separation(centers, half_gap)
         n_moved = _bounded_assign(
-            X,
-            point_norms,
-            centers,
-            labels,
-            second_labels,
-            upper,
-            lower,
-            half_gap,
-            shift,
-            moved_from,
+            X, point_norms, centers, nearest, bounds, half_gap, shift, moved_from
         )
+        if converged:
+            break
         if n_moved > _RECOUNT_SHARE * n_points:
             _cluster_sums(X, weights, labels, sums, totals, members)
         elif n_moved > 0:
@@ -572,7 +619,7 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
                 source = moved_from[i]
                 if source < 0:
                     continue
-                target = labels[i]
+                target = nearest[0, i]
                 totals[source] -= weights[i]
                 totals[target] += weights[i]
                 members[source] -= 1
@@ -580,12 +627,7 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
                 for feature in range(n_features):
                     sums[source, feature] -= weights[i] * X[i, feature]
                     sums[target, feature] += weights[i] * X[i, feature]
-    # One last assignment so that the labels match the returned centres.
-    _half_separation(centers, half_gap)
-    _bounded_assign(
-        X, point_norms, centers, labels, second_labels, upper, lower, half_gap, shift, moved_from
-    )
-    return labels, n_iter, converged
+    return labels.copy(), n_iter, converged
 
 
 @njit(cache=True, nogil=True)

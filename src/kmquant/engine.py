@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -288,20 +289,21 @@ def working_points(
     return features, weights
 
 
-def _inertia(X: np.ndarray, weights: np.ndarray, centers: np.ndarray) -> float:
-    """J of ``centers`` with every point at its nearest centre."""
-    labels = np.empty(X.shape[0], dtype=np.intp)
-    _kernels.nearest_labels(X, centers, labels)
-    return inertia_of_labels(X, weights, centers, labels)
+class LloydRun(NamedTuple):
+    """Result of :func:`lloyd`: the centres, every point's nearest of them, iterations run."""
+
+    centers: np.ndarray
+    labels: np.ndarray
+    n_iter: int
 
 
 def lloyd(
     X: np.ndarray, weights: np.ndarray, centers: np.ndarray, max_iter: int, tol_abs: float
-) -> tuple[np.ndarray, int]:
-    """Compiled Lloyd from ``centers`` (not modified): returns new centres and iterations."""
+) -> LloydRun:
+    """Compiled Lloyd from ``centers`` (not modified); the labels match the new centres."""
     result = np.ascontiguousarray(centers, dtype=np.float64).copy()
-    _, n_iter, _ = _kernels.lloyd_hamerly(X, weights, result, max_iter, tol_abs)
-    return result, int(n_iter)
+    labels, n_iter, _ = _kernels.lloyd_hamerly(X, weights, result, max_iter, tol_abs)
+    return LloydRun(result, labels, int(n_iter))
 
 
 def initial_centers(
@@ -351,25 +353,35 @@ def improve_by_swaps(
     nearest = np.empty(n_points)
     second = np.empty(n_points)
     second_labels = np.empty(n_points, dtype=np.intp)
-    _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
-    # einsum rather than np.dot throughout: BLAS would take large sums on several threads that
-    # then spin idle and slow what follows (benchmarks/compare.py, K = 256 on the photos:
-    # 0.266 -> 0.182 s per image, with the same change in kmeans._inertia and colorspace).
-    inertia = float(np.einsum("i,i,i->", weights, nearest, nearest))
-    tried: set[tuple[int, int]] = set()
-    accepted = 0
-    for _ in range(trials):
-        if n_colors < 2:
-            break
+
+    def rank_centers(centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centres by removal cost, cheapest first, and by cluster J, widest first."""
+        _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
+        # einsum and bincount rather than np.dot: BLAS would take large sums on several
+        # threads that then spin idle and slow what follows (benchmarks/compare.py, K = 256
+        # on the photos: 0.266 -> 0.182 s per image, with the same change in kmeans._inertia
+        # and colorspace).
         removal_cost = np.bincount(
             labels, weights=weights * (second * second - nearest * nearest), minlength=n_colors
         )
         cluster_inertia = np.bincount(
             labels, weights=weights * nearest * nearest, minlength=n_colors
         )
+        return (
+            np.argsort(removal_cost, kind="stable")[:4],
+            np.argsort(-cluster_inertia, kind="stable")[:4],
+        )
+
+    cheapest, widest = rank_centers(centers)
+    inertia = inertia_of_labels(X, weights, centers, labels)
+    tried: set[tuple[int, int]] = set()
+    accepted = 0
+    for _ in range(trials):
+        if n_colors < 2:
+            break
         pair = None
-        for removed in np.argsort(removal_cost, kind="stable")[:4]:
-            for split in np.argsort(-cluster_inertia, kind="stable")[:4]:
+        for removed in cheapest:
+            for split in widest:
                 if removed != split and (int(removed), int(split)) not in tried:
                     pair = (int(removed), int(split))
                     break
@@ -386,19 +398,13 @@ def improve_by_swaps(
         candidate[split], candidate[removed] = _split_along_principal_axis(
             X[members], weights[members], centers[split]
         )
-        candidate, _ = lloyd(X, weights, candidate, max_iter, tol_abs)
-        candidate_labels = np.empty(n_points, dtype=np.intp)
-        candidate_nearest = np.empty(n_points)
-        candidate_second = np.empty(n_points)
-        _kernels.nearest_two(
-            X, candidate, candidate_labels, candidate_nearest, candidate_second, second_labels
-        )
-        candidate_inertia = float(
-            np.einsum("i,i,i->", weights, candidate_nearest, candidate_nearest)
-        )
+        run = lloyd(X, weights, candidate, max_iter, tol_abs)
+        # Lloyd's labels price the trial; the second-nearest distances, which only the next
+        # removal costs need, are found only for a swap that is kept.
+        candidate_inertia = inertia_of_labels(X, weights, run.centers, run.labels)
         if candidate_inertia < inertia * (1.0 - 1e-9):
-            centers, inertia = candidate, candidate_inertia
-            labels, nearest, second = candidate_labels, candidate_nearest, candidate_second
+            centers, inertia = run.centers, candidate_inertia
+            cheapest, widest = rank_centers(centers)
             tried.clear()
             accepted += 1
     return centers, inertia, accepted
@@ -463,10 +469,10 @@ def fit_centers(
     n_iter = 0
     for _ in range(n_init):
         start = initial_centers(X, weights, n_colors, init, rng)
-        centers, n_iter_run = lloyd(X, weights, start, max_iter, tol_abs)
-        inertia = _inertia(X, weights, centers)
+        run = lloyd(X, weights, start, max_iter, tol_abs)
+        inertia = inertia_of_labels(X, weights, run.centers, run.labels)
         if inertia < best_inertia:
-            best_centers, best_inertia, n_iter = centers, inertia, n_iter_run
+            best_centers, best_inertia, n_iter = run.centers, inertia, run.n_iter
     assert best_centers is not None
 
     swap_trials = preset.swaps_for(n_colors)
@@ -480,7 +486,7 @@ def fit_centers(
             tol_abs=tol_abs,
         )
     if preset.refine and X is not features:
-        best_centers, n_iter = lloyd(
+        best_centers, _, n_iter = lloyd(
             features, weights_all, best_centers, max_iter, tolerance(features, weights_all)
         )
     return FitResult(centers=best_centers, n_iter=n_iter)

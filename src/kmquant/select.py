@@ -261,7 +261,7 @@ def elbow_curve(
                         centers = initial_centers(X, weights, n_free, "k-means++", generator)
                     else:
                         centers = _widen(X, weights, centers)
-                    centers, _ = lloyd(X, weights, centers, max_iter, tol_abs)
+                    centers = lloyd(X, weights, centers, max_iter, tol_abs).centers
                 if k not in wanted:
                     continue
                 # ... but only the K asked for become palettes and images.
