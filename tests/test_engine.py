@@ -116,26 +116,60 @@ def test_compiled_kmeans_plusplus_picks_distinct_points_one_per_group():
 
 def test_kmeans_plusplus_trial_potentials_same_serial_or_parallel(small_photo):
     # The potentials are summed per block of points and the blocks in order, so the serial
-    # and the threaded drivers must agree to the last bit, and with a plain sum to rounding.
+    # and the threaded drivers must agree to the last bit, and with a plain sum to rounding,
+    # blocks out of a candidate's reach included.
     hist = color_histogram(small_photo)
     X = hist.colors.astype(np.float64)
     weights = hist.counts.astype(np.float64)
-    closest = ((X - X[0]) ** 2).sum(1)
-    candidates = np.array([3, len(X) // 2, len(X) - 1], dtype=np.intp)
-    n_blocks = (len(X) + _kernels._BLOCK - 1) // _kernels._BLOCK
+    seeds = _kernels._sorted_by_norm(X, weights)
+    for point in (0, len(X) // 3, len(X) - 1):  # three centres, in the sorted order
+        _kernels._closer_to(seeds, point)
+    closest = seeds.closest[np.argsort(seeds.order)]  # back in X's order
+    n_blocks = seeds.reach.shape[0]
     assert n_blocks > 1
+    candidates = np.array([3, len(X) // 2, len(X) - 2], dtype=np.intp)
     serial = np.empty((n_blocks, 3))
     threaded = np.empty((n_blocks, 3))
-    X_t = np.ascontiguousarray(X.T)
     _kernels._trial_potentials_serial(
-        X_t, weights, closest, candidates, serial, np.empty((n_blocks, _kernels._BLOCK))
+        seeds, candidates, serial, np.empty((n_blocks, _kernels._SEED_BLOCK))
     )
     _kernels._trial_potentials_parallel(
-        X_t, weights, closest, candidates, threaded, np.empty((n_blocks, _kernels._BLOCK))
+        seeds, candidates, threaded, np.empty((n_blocks, _kernels._SEED_BLOCK))
     )
     assert np.array_equal(serial, threaded)
-    expected = [np.sum(weights * np.minimum(closest, ((X - X[c]) ** 2).sum(1))) for c in candidates]
+    expected = [
+        np.sum(weights * np.minimum(closest, ((X - X[seeds.order[c]]) ** 2).sum(1)))
+        for c in candidates
+    ]
     np.testing.assert_allclose(serial.sum(0), expected, rtol=1e-12)
+
+
+def greedy_kmeans_plusplus(X, weights, uniforms):
+    """Greedy k-means++ with every distance computed, drawing from ``uniforms`` as the kernel."""
+    cumulative = np.cumsum(weights)
+    chosen = [int(np.searchsorted(cumulative, uniforms[0, 0] * cumulative[-1], side="right"))]
+    closest = ((X - X[chosen[0]]) ** 2).sum(1)
+    for draws in uniforms[1:]:
+        cumulative = np.cumsum(weights * closest)
+        candidates = np.minimum(
+            np.searchsorted(cumulative, draws * cumulative[-1], side="right"), len(X) - 1
+        )
+        trials = np.minimum(closest, ((X[None] - X[candidates][:, None]) ** 2).sum(2))
+        best = int(np.argmin(trials @ weights))
+        chosen.append(int(candidates[best]))
+        closest = trials[best]
+    return X[chosen]
+
+
+@pytest.mark.parametrize("n_colors", [16, 256])
+def test_pruned_kmeans_plusplus_equals_greedy_kmeans_plusplus(sample_image, n_colors):
+    # Pruning blocks by norm must never change a potential's winner or a draw.
+    histogram = color_histogram(sample_image[::2, ::2])
+    X, weights = box_points(histogram.colors.astype(float), histogram.counts.astype(float), 3072)
+    uniforms = np.random.default_rng(n_colors).random((n_colors, 2 + int(np.log(n_colors))))
+    centers, n_found = _kernels.kmeans_plusplus(X, weights, n_colors, uniforms)
+    assert n_found == n_colors
+    np.testing.assert_array_equal(centers, greedy_kmeans_plusplus(X, weights, uniforms))
 
 
 def test_compiled_kmeans_plusplus_reports_too_few_points():

@@ -12,6 +12,7 @@ number of threads.
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
@@ -409,6 +410,18 @@ def _half_separation(centers, half_gap):  # pragma: no cover - compiled
                 half_gap[other] = distance
 
 
+@njit(cache=True, nogil=True)
+def _row_norms(X):  # pragma: no cover - compiled
+    """Euclidean norm of every row of ``X`` (n, d)."""
+    norms = np.empty(X.shape[0])
+    for i in range(X.shape[0]):
+        total = 0.0
+        for feature in range(X.shape[1]):
+            total += X[i, feature] * X[i, feature]
+        norms[i] = np.sqrt(total)
+    return norms
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _nearest_three(X, centers, nearest, bounds):  # pragma: no cover - compiled
     """Full scan for Lloyd's bounds: the three nearest centres of every point.
@@ -462,12 +475,7 @@ def _bounded_assign(
     (Drake and Hamerly's annulus), which holds its three nearest.
     """
     n_centers, n_features = centers.shape
-    norms = np.empty(n_centers)
-    for k in range(n_centers):
-        total = 0.0
-        for feature in range(n_features):
-            total += centers[k, feature] * centers[k, feature]
-        norms[k] = np.sqrt(total)
+    norms = _row_norms(centers)
     order = np.argsort(norms)
     sorted_norms = norms[order]
     sorted_centers = np.empty((n_centers, n_features))
@@ -573,12 +581,7 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     nearest = np.empty((3, n_points), dtype=np.intp)  # label, second and third centre
     bounds = np.empty((3, n_points))  # upper, lower and rest (see _bounded_assign)
     labels = nearest[0]
-    point_norms = np.empty(n_points)
-    for i in range(n_points):
-        total = 0.0
-        for feature in range(n_features):
-            total += X[i, feature] * X[i, feature]
-        point_norms[i] = np.sqrt(total)
+    point_norms = _row_norms(X)
     moved_from = np.empty(n_points, dtype=np.intp)
     half_gap = np.empty(n_centers)
     shift = np.empty(n_centers)
@@ -644,61 +647,126 @@ def _first_above(cumulative, value):  # pragma: no cover - compiled
     return low
 
 
+# Points per block in k-means++: blocks of points close in norm, small enough that most of
+# them lie out of a candidate's reach once a few centres are placed.
+_SEED_BLOCK = 64
+
+SeedPoints = namedtuple("SeedPoints", "X_t weights norms order closest reach base low high")
+SeedPoints.__doc__ = """k-means++'s points in order of norm, and per block of them what prunes.
+
+``X_t`` (d, n) the points transposed, ``weights`` and ``norms`` (n,), ``order`` (n,) their
+indices in the caller's order, ``closest`` (n,) each one's squared distance to its nearest
+centre; per block of ``_SEED_BLOCK`` points, ``reach`` the square root of the largest
+``closest``, ``base`` the sum of ``weights * closest``, ``low`` and ``high`` the smallest
+and largest norm.
+"""
+
+
+@njit(cache=True, nogil=True)
+def _sorted_by_norm(X, weights):  # pragma: no cover - compiled
+    """:class:`SeedPoints` for ``X`` (n, d) with no centre yet (every block within reach)."""
+    n_points, n_features = X.shape
+    norms = _row_norms(X)
+    order = np.argsort(norms, kind="mergesort")
+    X_t = np.empty((n_features, n_points))
+    for position in range(n_points):
+        for feature in range(n_features):
+            X_t[feature, position] = X[order[position], feature]
+    n_blocks = (n_points + _SEED_BLOCK - 1) // _SEED_BLOCK
+    low = np.empty(n_blocks)
+    high = np.empty(n_blocks)
+    for block in range(n_blocks):
+        low[block] = norms[order[block * _SEED_BLOCK]]
+        high[block] = norms[order[min(n_points, (block + 1) * _SEED_BLOCK) - 1]]
+    return SeedPoints(
+        X_t,
+        weights[order],
+        norms[order],
+        order,
+        np.full(n_points, np.inf),
+        np.full(n_blocks, np.inf),
+        np.zeros(n_blocks),
+        low,
+        high,
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _within_reach(seeds, block, norm):  # pragma: no cover - compiled
+    """Whether a centre of norm ``norm`` can be nearer than the current centres to any point
+    of ``block``: ``|norm - ||x|| |`` bounds ``d(x, centre)`` from below, and the block's
+    points have norms in ``[low, high]`` and squared distances to their centres at most
+    ``reach^2`` (slack for rounding: reaching too far is always safe)."""
+    reach = seeds.reach[block] * (1.0 + 1e-9) + 1e-9
+    return seeds.low[block] - reach < norm < seeds.high[block] + reach
+
+
 @njit(cache=True, nogil=True, fastmath=True)
-def _trial_potentials_of_block(
-    X_t, weights, closest, candidates, block, out, scratch
-):  # pragma: no cover - compiled
+def _trial_potentials_of_block(seeds, candidates, block, out, scratch):  # pragma: no cover
     """``out[block, t]``: sum over the block's points of ``w * min(closest, d(x, cand_t)^2)``.
 
-    ``X_t`` is the points transposed (d, n), so every loop runs over contiguous points and
-    vectorises; ``fastmath`` lets the block's sum vectorise too. The block partition is
-    fixed, so the sums do not depend on the number of threads.
+    Points are in order of norm and transposed (d, n), so every loop runs over contiguous
+    points and vectorises; ``fastmath`` lets the block's sum vectorise too. A block out of
+    a candidate's reach (:func:`_within_reach`) keeps its sum of ``w * closest``. The block
+    partition is fixed, so the sums do not depend on the number of threads.
     """
-    start = block * _BLOCK
-    stop = min(X_t.shape[1], start + _BLOCK)
+    start = block * _SEED_BLOCK
+    stop = min(seeds.X_t.shape[1], start + _SEED_BLOCK)
     distances = scratch[block]
     for t in range(candidates.shape[0]):
         candidate = candidates[t]
+        if not _within_reach(seeds, block, seeds.norms[candidate]):
+            out[block, t] = seeds.base[block]
+            continue
         for i in range(start, stop):
             distances[i - start] = 0.0
-        for feature in range(X_t.shape[0]):
-            row = X_t[feature]
+        for feature in range(seeds.X_t.shape[0]):
+            row = seeds.X_t[feature]
             value = row[candidate]
             for i in range(start, stop):
                 difference = row[i] - value
                 distances[i - start] += difference * difference
         total = 0.0
         for i in range(start, stop):
-            total += weights[i] * min(closest[i], distances[i - start])
+            total += seeds.weights[i] * min(seeds.closest[i], distances[i - start])
         out[block, t] = total
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _trial_potentials_parallel(X_t, weights, closest, candidates, out, scratch):  # pragma: no cover
+def _trial_potentials_parallel(seeds, candidates, out, scratch):  # pragma: no cover
     for block in prange(out.shape[0]):
-        _trial_potentials_of_block(X_t, weights, closest, candidates, block, out, scratch)
+        _trial_potentials_of_block(seeds, candidates, block, out, scratch)
 
 
 @njit(cache=True, nogil=True)
-def _trial_potentials_serial(X_t, weights, closest, candidates, out, scratch):  # pragma: no cover
+def _trial_potentials_serial(seeds, candidates, out, scratch):  # pragma: no cover
     for block in range(out.shape[0]):
-        _trial_potentials_of_block(X_t, weights, closest, candidates, block, out, scratch)
+        _trial_potentials_of_block(seeds, candidates, block, out, scratch)
 
 
 @njit(cache=True, nogil=True)
-def _closer_to(X_t, point, closest, scratch):  # pragma: no cover - compiled
-    """``closest[i] = min(closest[i], ||X[i] - X[point]||^2)`` for every i (``X_t`` is X.T)."""
-    n_points = X_t.shape[1]
-    for i in range(n_points):
-        scratch[i] = 0.0
-    for feature in range(X_t.shape[0]):
-        row = X_t[feature]
-        value = row[point]
-        for i in range(n_points):
-            difference = row[i] - value
-            scratch[i] += difference * difference
-    for i in range(n_points):
-        closest[i] = min(closest[i], scratch[i])
+def _closer_to(seeds, point):  # pragma: no cover - compiled
+    """``closest[i] = min(closest[i], ||x_i - x_point||^2)`` for the points within reach;
+    the blocks' reach and sums follow."""
+    n_points = seeds.X_t.shape[1]
+    for block in range(seeds.reach.shape[0]):
+        if not _within_reach(seeds, block, seeds.norms[point]):
+            continue
+        start = block * _SEED_BLOCK
+        stop = min(n_points, start + _SEED_BLOCK)
+        largest = 0.0
+        total = 0.0
+        for i in range(start, stop):
+            squared = 0.0
+            for feature in range(seeds.X_t.shape[0]):
+                difference = seeds.X_t[feature, i] - seeds.X_t[feature, point]
+                squared += difference * difference
+            closest = min(seeds.closest[i], squared)
+            seeds.closest[i] = closest
+            largest = max(largest, closest)
+            total += seeds.weights[i] * closest
+        seeds.reach[block] = np.sqrt(largest)
+        seeds.base[block] = total
 
 
 # Below this many point-trial distances per step, k-means++ stays on one thread: starting
@@ -713,43 +781,49 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
     Reads ``X`` (n, d), ``weights`` (n,), ``uniforms`` (n_colors, n_trials) in [0, 1).
     Returns ``(centers, n_found)``: ``centers`` (n_colors, d) with rows ``n_found`` and after
     unset when the points ran out (fewer distinct points of positive weight than n_colors).
-    Same algorithm as :func:`kmquant.kmeans.kmeans_init_centroids`. Each trial's potential
-    is summed per block of points and the blocks in order, so one or several threads give
-    the same sums; only the chosen candidate's distances are kept.
+    Same algorithm as :func:`kmquant.kmeans.kmeans_init_centroids`: candidates are drawn in
+    the points' own order. Each trial's potential is summed per block of points and the
+    blocks in order, so one or several threads give the same sums; only the chosen
+    candidate's distances are kept.
+
+    The points are sorted by norm into blocks of 64. A candidate can lower a point's
+    squared distance to its nearest centre only if it lies within that distance, and
+    ``|norm(candidate) - norm(x)|`` is at most their distance: a block whose norms all lie
+    farther from the candidate's than its points' largest distance keeps its sum without
+    any distance computed. Once a few dozen centres are placed, most blocks are out of reach:
+    at K = 256 on the photos' 3,072 boxes, seeding took 2.3x less time
+    (``benchmarks/kernels.py --only stages``: 20 ms an image before, 8.8 after).
     """
     n_points, n_features = X.shape
     n_trials = uniforms.shape[1]
     centers = np.zeros((n_colors, n_features))
     cumulative = np.cumsum(weights)
     first = _first_above(cumulative, uniforms[0, 0] * cumulative[-1])
-    X_t = np.ascontiguousarray(X.T)
-    point_scratch = np.empty(n_points)
-    closest = np.full(n_points, np.inf)
-    _closer_to(X_t, first, closest, point_scratch)
+    seeds = _sorted_by_norm(X, weights)
+    rank = np.empty(n_points, dtype=np.intp)
+    rank[seeds.order] = np.arange(n_points)
+    _closer_to(seeds, rank[first])
     for feature in range(n_features):
         centers[0, feature] = X[first, feature]
-    n_blocks = (n_points + _BLOCK - 1) // _BLOCK
+    n_blocks = seeds.reach.shape[0]
     block_potentials = np.empty((n_blocks, n_trials))
-    block_scratch = np.empty((n_blocks, _BLOCK))
+    block_scratch = np.empty((n_blocks, _SEED_BLOCK))
     candidates = np.empty(n_trials, dtype=np.intp)
     parallel = n_points * n_trials >= _PARALLEL_TRIAL_WORK
     for index in range(1, n_colors):
         total = 0.0
         for i in range(n_points):
-            total += weights[i] * closest[i]
+            total += weights[i] * seeds.closest[rank[i]]
             cumulative[i] = total
         if not total > 0:
             return centers, index
         for t in range(n_trials):
-            candidates[t] = min(_first_above(cumulative, uniforms[index, t] * total), n_points - 1)
+            drawn = min(_first_above(cumulative, uniforms[index, t] * total), n_points - 1)
+            candidates[t] = rank[drawn]
         if parallel:
-            _trial_potentials_parallel(
-                X_t, weights, closest, candidates, block_potentials, block_scratch
-            )
+            _trial_potentials_parallel(seeds, candidates, block_potentials, block_scratch)
         else:
-            _trial_potentials_serial(
-                X_t, weights, closest, candidates, block_potentials, block_scratch
-            )
+            _trial_potentials_serial(seeds, candidates, block_potentials, block_scratch)
         best_trial = 0
         best_potential = np.inf
         for t in range(n_trials):
@@ -759,9 +833,10 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
             if potential < best_potential:
                 best_potential = potential
                 best_trial = t
-        _closer_to(X_t, candidates[best_trial], closest, point_scratch)
+        chosen = candidates[best_trial]
+        _closer_to(seeds, chosen)
         for feature in range(n_features):
-            centers[index, feature] = X[candidates[best_trial], feature]
+            centers[index, feature] = X[seeds.order[chosen], feature]
     return centers, n_colors
 
 
