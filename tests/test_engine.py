@@ -82,6 +82,24 @@ def test_compiled_lloyd_equals_reference_lloyd_at_k_256(sample_image):
     assert assert_same_lloyd_run_as_reference(X, weights, 256, 5) > 10
 
 
+@pytest.mark.parametrize("n_colors", [2, 16, 256])
+def test_separation_walk_by_norm_equals_all_pairs(sample_image, n_colors):
+    rng = np.random.default_rng(n_colors)
+    pixels = sample_image.reshape(-1, 3)
+    centers = pixels[rng.choice(len(pixels), n_colors, replace=False)] + rng.random((n_colors, 3))
+    shift = rng.random(n_colors)
+    separation = (np.empty(n_colors), np.empty(n_colors), np.empty(n_colors))
+    _kernels._separation(centers, shift, separation)
+    distances = np.sqrt(((centers[:, None] - centers[None]) ** 2).sum(2))
+    np.fill_diagonal(distances, np.inf)
+    half_gap = distances.min(1) / 2
+    reach = 2 * _kernels._NEIGHBOURHOOD_GAPS * half_gap
+    local_shift = [shift[distances[k] < reach[k]].max(initial=0.0) for k in range(n_colors)]
+    np.testing.assert_allclose(separation[0], half_gap, rtol=1e-12)
+    np.testing.assert_allclose(separation[1], reach, rtol=1e-12)
+    np.testing.assert_array_equal(separation[2], local_shift)
+
+
 @pytest.mark.parametrize("n_colors", [8, 64])
 def test_compiled_lloyd_equals_reference_lloyd_on_box_means(sample_image, n_colors):
     # Box means are not integers, so the kernel's running cluster sums (updated only for the

@@ -396,38 +396,42 @@ _NEIGHBOURHOOD_GAPS = 3.0
 
 
 @njit(cache=True, nogil=True)
-def _separation(centers, shift, separation, distances):  # pragma: no cover - compiled
+def _separation(centers, shift, separation):  # pragma: no cover - compiled
     """Writes ``separation`` = (half_gap, reach, local_shift), per centre k: half the
     distance to its nearest other centre; ``_NEIGHBOURHOOD_GAPS`` times that distance; the
-    largest ``shift`` of the other centres within that reach of it. ``distances`` (k, k) is
-    scratch.
+    largest ``shift`` of the other centres within that reach of it.
+
+    Centres are visited in order of norm, outwards from each one: a centre whose norm
+    differs by d is at least d away, so the walk stops as soon as that exceeds the nearest
+    distance found (or the reach), and each centre meets a few dozen others, not all K.
 
     Measured, refine at K = 256 on the photos: 42.7 ms an image with the global largest shift
     only, 37.9 / 31.2 / 30.0 / 36.7 ms with 1.5 / 2 / 3 / 6 gaps (exploratory).
     """
     half_gap, reach, local_shift = separation
-    n_centers, n_features = centers.shape
-    for k in range(n_centers):
-        half_gap[k] = np.inf
+    n_centers = centers.shape[0]
+    norms = _row_norms(centers)
+    order = np.argsort(norms)
+    sorted_norms = norms[order]
+    for position in range(n_centers):
+        k = order[position]
+        nearest = np.inf  # squared
+        for step in (-1, 1):
+            other = position + step
+            while 0 <= other < n_centers and (sorted_norms[other] - norms[k]) ** 2 < nearest:
+                nearest = min(nearest, _squared_distance(centers, k, centers, order[other]))
+                other += step
+        half_gap[k] = 0.5 * np.sqrt(nearest)
+        reach[k] = _NEIGHBOURHOOD_GAPS * np.sqrt(nearest)
+        reach_squared = _NEIGHBOURHOOD_GAPS**2 * nearest
         local_shift[k] = 0.0
-    for k in range(n_centers):
-        for other in range(k + 1, n_centers):
-            squared = 0.0
-            for feature in range(n_features):
-                difference = centers[k, feature] - centers[other, feature]
-                squared += difference * difference
-            distance = np.sqrt(squared)
-            distances[k, other] = distance
-            half_gap[k] = min(half_gap[k], 0.5 * distance)
-            half_gap[other] = min(half_gap[other], 0.5 * distance)
-    for k in range(n_centers):
-        reach[k] = 2.0 * _NEIGHBOURHOOD_GAPS * half_gap[k]
-    for k in range(n_centers):
-        for other in range(k + 1, n_centers):
-            if distances[k, other] < reach[k]:
-                local_shift[k] = max(local_shift[k], shift[other])
-            if distances[k, other] < reach[other]:
-                local_shift[other] = max(local_shift[other], shift[k])
+        for step in (-1, 1):
+            other = position + step
+            while 0 <= other < n_centers and (sorted_norms[other] - norms[k]) ** 2 < reach_squared:
+                neighbour = order[other]
+                if _squared_distance(centers, k, centers, neighbour) < reach_squared:
+                    local_shift[k] = max(local_shift[k], shift[neighbour])
+                other += step
 
 
 @njit(cache=True, nogil=True)
@@ -617,7 +621,6 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     point_norms = _row_norms(X)
     moved_from = np.empty(n_points, dtype=np.intp)
     separation = (np.empty(n_centers), np.empty(n_centers), np.empty(n_centers))
-    center_distances = np.empty((n_centers, n_centers))
     shift = np.empty(n_centers)
     previous = centers.copy()
     sums = np.empty((n_centers, n_features))
@@ -643,7 +646,7 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
             total_shift += squared
             shift[k] = np.sqrt(squared)
         converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
-        _separation(centers, shift, separation, center_distances)
+        _separation(centers, shift, separation)
         n_moved = _bounded_assign(
             X, point_norms, centers, nearest, bounds, shift, separation, moved_from
         )
