@@ -475,7 +475,7 @@ def _nearest_three(X, centers, nearest, bounds):  # pragma: no cover - compiled
             bounds[0, i], bounds[1, i], bounds[2, i] = np.sqrt(d1), np.sqrt(d2), np.sqrt(d3)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _bounded_assign(
     X, point_norms, centers, nearest, bounds, shift, separation, moved_from
 ):  # pragma: no cover - compiled
@@ -504,91 +504,144 @@ def _bounded_assign(
     within the bound on the rest. Only the others are searched, in the band of the
     norm-sorted centres within r = the largest distance to its three known centres of ||x||
     (Drake and Hamerly's annulus), which holds its three nearest.
+
+    Blocks of points run in parallel from ``_PARALLEL_ASSIGN_POINTS`` points on; below, on
+    one thread: on a few thousand points a pass takes microseconds, less than waking
+    sleeping OpenMP threads (``let_idle_threads_sleep``).
     """
-    n_centers, n_features = centers.shape
-    half_gap, reach, local_shift = separation
-    norms = _row_norms(centers)
-    order = np.argsort(norms)
-    sorted_norms = norms[order]
-    sorted_centers = np.empty((n_centers, n_features))
+    n_centers = centers.shape[0]
+    order = np.argsort(_row_norms(centers))
+    sorted_centers = np.empty(centers.shape)
     for position in range(n_centers):
         sorted_centers[position] = centers[order[position]]
-    # The three largest shifts: the largest over the centres other than a point's two.
-    top_shift = np.zeros(3)
-    top_index = np.full(3, -1, dtype=np.intp)
+    # The three largest shifts and whose the first two are: the largest over the centres
+    # other than a point's two is among them.
+    top_shifts = np.zeros(3)
+    top_indices = np.full(2, -1, dtype=np.intp)
     for k in range(n_centers):
         value = shift[k]
-        if value > top_shift[0]:
-            top_shift[2], top_index[2] = top_shift[1], top_index[1]
-            top_shift[1], top_index[1] = top_shift[0], top_index[0]
-            top_shift[0], top_index[0] = value, k
-        elif value > top_shift[1]:
-            top_shift[2], top_index[2] = top_shift[1], top_index[1]
-            top_shift[1], top_index[1] = value, k
-        elif value > top_shift[2]:
-            top_shift[2], top_index[2] = value, k
-    n_points = X.shape[0]
+        if value > top_shifts[2]:
+            if value > top_shifts[0]:
+                top_shifts[2], top_shifts[1], top_shifts[0] = top_shifts[1], top_shifts[0], value
+                top_indices[1], top_indices[0] = top_indices[0], k
+            elif value > top_shifts[1]:
+                top_shifts[2], top_shifts[1] = top_shifts[1], value
+                top_indices[1] = k
+            else:
+                top_shifts[2] = value
+    frame = (order, _row_norms(sorted_centers), sorted_centers, top_shifts, top_indices)
+    half_gap, reach, local_shift = separation
+    state = (X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift)
+    n_blocks = (X.shape[0] + _BLOCK - 1) // _BLOCK
+    if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
+        return _assign_blocks_parallel(*state, *frame, moved_from, n_blocks)
     n_moved = 0
-    for block in prange((n_points + _BLOCK - 1) // _BLOCK):
-        for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
-            moved_from[i] = -1
-            current = nearest[0, i]
-            second_index = nearest[1, i]
-            upper = bounds[0, i] + shift[current]
-            lower = bounds[1, i] - shift[second_index]
-            others = top_shift[2]
-            for rank in range(2, -1, -1):
-                if top_index[rank] != current and top_index[rank] != second_index:
-                    others = top_shift[rank]
-            # The rest within the centre's reach moved at most local_shift; those beyond it
-            # are at least reach - upper away.
-            rest = max(
-                bounds[2, i] - others,
-                min(bounds[2, i] - local_shift[current], reach[current] - upper),
-            )
-            bounds[0, i], bounds[1, i], bounds[2, i] = upper, lower, rest
-            bound = max(half_gap[current], min(lower, rest))
-            if upper <= bound:
-                continue
-            upper = np.sqrt(_squared_distance(X, i, centers, current))
-            bounds[0, i] = upper
-            if upper <= bound:
-                continue
-            lower = np.sqrt(_squared_distance(X, i, centers, second_index))
-            bounds[1, i] = lower
-            if upper <= lower and upper <= rest:
-                continue
-            if lower < upper and lower <= rest:  # the second centre is the nearest
-                moved_from[i] = current
-                nearest[0, i], nearest[1, i] = second_index, current
-                bounds[0, i], bounds[1, i] = lower, upper
-                n_moved += 1
-                continue
-            radius = max(upper, lower)
-            if n_centers >= 3:
-                radius = max(radius, np.sqrt(_squared_distance(X, i, centers, nearest[2, i])))
-            # Slack for rounding in the norms; a wider band is always safe.
-            radius = radius * (1.0 + 1e-9) + 1e-9
-            start = np.searchsorted(sorted_norms, point_norms[i] - radius)
-            stop = np.searchsorted(sorted_norms, point_norms[i] + radius, side="right")
-            d1, k1, d2, k2, d3, k3 = np.inf, 0, np.inf, 0, np.inf, 0
-            for position in range(start, stop):
-                distance = _squared_distance(X, i, sorted_centers, position)
-                k = order[position]
-                # Ties go to the lowest index, as in a scan in index order.
-                if distance < d3 or (distance == d3 and k < k3):
-                    if distance < d1 or (distance == d1 and k < k1):
-                        d1, k1, d2, k2, d3, k3 = distance, k, d1, k1, d2, k2
-                    elif distance < d2 or (distance == d2 and k < k2):
-                        d2, k2, d3, k3 = distance, k, d2, k2
-                    else:
-                        d3, k3 = distance, k
-            if k1 != current:
-                moved_from[i] = current
-                nearest[0, i] = k1
-                n_moved += 1
-            nearest[1, i], nearest[2, i] = k2, k3
-            bounds[0, i], bounds[1, i], bounds[2, i] = np.sqrt(d1), np.sqrt(d2), np.sqrt(d3)
+    for block in range(n_blocks):
+        n_moved += _assign_block(state, frame, moved_from, block)
+    return n_moved
+
+
+# From this many points on, the bounded assignment runs its blocks in parallel.
+_PARALLEL_ASSIGN_POINTS = 8192
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _assign_blocks_parallel(
+    X,
+    point_norms,
+    centers,
+    nearest,
+    bounds,
+    shift,
+    half_gap,
+    reach,
+    local_shift,
+    order,
+    sorted_norms,
+    sorted_centers,
+    top_shifts,
+    top_indices,
+    moved_from,
+    n_blocks,
+):  # pragma: no cover - compiled
+    """:func:`_assign_block` over every block, in parallel (the arrays are passed one by one:
+    numba's parallel loops take no tuples of arrays)."""
+    n_moved = 0
+    for block in prange(n_blocks):
+        state = (X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift)
+        frame = (order, sorted_norms, sorted_centers, top_shifts, top_indices)
+        n_moved += _assign_block(state, frame, moved_from, block)
+    return n_moved
+
+
+@njit(cache=True, nogil=True)
+def _assign_block(state, frame, moved_from, block):  # pragma: no cover - compiled
+    """:func:`_bounded_assign` on the points of one block; returns how many moved."""
+    X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift = state
+    order, sorted_norms, sorted_centers, top_shifts, top_indices = frame
+    n_centers = centers.shape[0]
+    n_moved = 0
+    for i in range(block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)):
+        moved_from[i] = -1
+        current = nearest[0, i]
+        second_index = nearest[1, i]
+        upper = bounds[0, i] + shift[current]
+        lower = bounds[1, i] - shift[second_index]
+        if top_indices[0] != current and top_indices[0] != second_index:
+            others = top_shifts[0]
+        elif top_indices[1] != current and top_indices[1] != second_index:
+            others = top_shifts[1]
+        else:
+            others = top_shifts[2]
+        # The rest within the centre's reach moved at most local_shift; those beyond it
+        # are at least reach - upper away.
+        rest = max(
+            bounds[2, i] - others,
+            min(bounds[2, i] - local_shift[current], reach[current] - upper),
+        )
+        bounds[0, i], bounds[1, i], bounds[2, i] = upper, lower, rest
+        bound = max(half_gap[current], min(lower, rest))
+        if upper <= bound:
+            continue
+        upper = np.sqrt(_squared_distance(X, i, centers, current))
+        bounds[0, i] = upper
+        if upper <= bound:
+            continue
+        lower = np.sqrt(_squared_distance(X, i, centers, second_index))
+        bounds[1, i] = lower
+        if upper <= lower and upper <= rest:
+            continue
+        if lower < upper and lower <= rest:  # the second centre is the nearest
+            moved_from[i] = current
+            nearest[0, i], nearest[1, i] = second_index, current
+            bounds[0, i], bounds[1, i] = lower, upper
+            n_moved += 1
+            continue
+        radius = max(upper, lower)
+        if n_centers >= 3:
+            radius = max(radius, np.sqrt(_squared_distance(X, i, centers, nearest[2, i])))
+        # Slack for rounding in the norms; a wider band is always safe.
+        radius = radius * (1.0 + 1e-9) + 1e-9
+        start = np.searchsorted(sorted_norms, point_norms[i] - radius)
+        stop = np.searchsorted(sorted_norms, point_norms[i] + radius, side="right")
+        d1, k1, d2, k2, d3, k3 = np.inf, 0, np.inf, 0, np.inf, 0
+        for position in range(start, stop):
+            distance = _squared_distance(X, i, sorted_centers, position)
+            k = order[position]
+            # Ties go to the lowest index, as in a scan in index order.
+            if distance < d3 or (distance == d3 and k < k3):
+                if distance < d1 or (distance == d1 and k < k1):
+                    d1, k1, d2, k2, d3, k3 = distance, k, d1, k1, d2, k2
+                elif distance < d2 or (distance == d2 and k < k2):
+                    d2, k2, d3, k3 = distance, k, d2, k2
+                else:
+                    d3, k3 = distance, k
+        if k1 != current:
+            moved_from[i] = current
+            nearest[0, i] = k1
+            n_moved += 1
+        nearest[1, i], nearest[2, i] = k2, k3
+        bounds[0, i], bounds[1, i], bounds[2, i] = np.sqrt(d1), np.sqrt(d2), np.sqrt(d3)
     return n_moved
 
 
