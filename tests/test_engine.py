@@ -89,7 +89,7 @@ def test_separation_walk_by_norm_equals_all_pairs(sample_image, n_colors):
     centers = pixels[rng.choice(len(pixels), n_colors, replace=False)] + rng.random((n_colors, 3))
     shift = rng.random(n_colors)
     separation = (np.empty(n_colors), np.empty(n_colors), np.empty(n_colors))
-    _kernels._separation(centers, shift, separation)
+    _kernels._separation(centers, _kernels._centers_by_norm(centers), shift, separation)
     distances = np.sqrt(((centers[:, None] - centers[None]) ** 2).sum(2))
     np.fill_diagonal(distances, np.inf)
     half_gap = distances.min(1) / 2

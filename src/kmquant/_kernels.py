@@ -392,26 +392,25 @@ def weighted_means(X, weights, labels, centers_out):  # pragma: no cover - compi
 
 
 # A centre's neighbourhood: the centres within this many times its distance to the nearest.
+# Refine at K = 256 on the photos: 42.7 ms an image with the global largest shift only,
+# 37.9 / 31.2 / 30.0 / 36.7 ms with 1.5 / 2 / 3 / 6 gaps (exploratory).
 _NEIGHBOURHOOD_GAPS = 3.0
 
 
 @njit(cache=True, nogil=True)
-def _separation(centers, shift, separation):  # pragma: no cover - compiled
+def _separation(centers, by_norm, shift, separation):  # pragma: no cover - compiled
     """Writes ``separation`` = (half_gap, reach, local_shift), per centre k: half the
     distance to its nearest other centre; ``_NEIGHBOURHOOD_GAPS`` times that distance; the
     largest ``shift`` of the other centres within that reach of it.
 
-    Centres are visited in order of norm, outwards from each one: a centre whose norm
-    differs by d is at least d away, so the walk stops as soon as that exceeds the nearest
-    distance found (or the reach), and each centre meets a few dozen others, not all K.
-
-    Measured, refine at K = 256 on the photos: 42.7 ms an image with the global largest shift
-    only, 37.9 / 31.2 / 30.0 / 36.7 ms with 1.5 / 2 / 3 / 6 gaps (exploratory).
+    ``by_norm`` is (norms, order) of the centres (:func:`_centers_by_norm`). Centres are
+    visited in order of norm, outwards from each one: a centre whose norm differs by d is at
+    least d away, so the walk stops as soon as that exceeds the nearest distance found (or
+    the reach), and each centre meets a few dozen others, not all K.
     """
     half_gap, reach, local_shift = separation
+    norms, order = by_norm
     n_centers = centers.shape[0]
-    norms = _row_norms(centers)
-    order = np.argsort(norms)
     sorted_norms = norms[order]
     for position in range(n_centers):
         k = order[position]
@@ -432,6 +431,13 @@ def _separation(centers, shift, separation):  # pragma: no cover - compiled
                 if _squared_distance(centers, k, centers, neighbour) < reach_squared:
                     local_shift[k] = max(local_shift[k], shift[neighbour])
                 other += step
+
+
+@njit(cache=True, nogil=True)
+def _centers_by_norm(centers):  # pragma: no cover - compiled
+    """(norms, order): the centres' norms and their indices in increasing norm."""
+    norms = _row_norms(centers)
+    return norms, np.argsort(norms)
 
 
 @njit(cache=True, nogil=True)
@@ -477,14 +483,14 @@ def _nearest_three(X, centers, nearest, bounds):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _bounded_assign(
-    X, point_norms, centers, nearest, bounds, shift, separation, moved_from
+    X, point_norms, centers, by_norm, nearest, bounds, shift, separation, moved_from
 ):  # pragma: no cover - compiled
     """Hamerly's assignment with a second-nearest centre kept apart from the rest.
 
-    Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers``, ``shift`` (k,), how far each
-    centre moved since the bounds were set, and ``separation`` from :func:`_separation`.
-    Column i of ``nearest``
-    (3, n) holds point i's label, its second-nearest centre and a third centre (used only to
+    Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers`` with their ``by_norm``
+    (:func:`_centers_by_norm`), ``shift`` (k,), how far each centre moved since the bounds
+    were set, and ``separation`` from :func:`_separation`. Column i of ``nearest`` (3, n)
+    holds point i's label, its second-nearest centre and a third centre (used only to
     size the search); column i of ``bounds`` (3, n) an upper bound on the distance to its
     label, a lower bound on the distance to its second centre and a lower bound on the
     distance to every other centre ("the rest"). Loosens the bounds by the shifts, updates
@@ -510,7 +516,7 @@ def _bounded_assign(
     sleeping OpenMP threads (``let_idle_threads_sleep``).
     """
     n_centers = centers.shape[0]
-    order = np.argsort(_row_norms(centers))
+    norms, order = by_norm
     sorted_centers = np.empty(centers.shape)
     for position in range(n_centers):
         sorted_centers[position] = centers[order[position]]
@@ -529,7 +535,7 @@ def _bounded_assign(
                 top_indices[1] = k
             else:
                 top_shifts[2] = value
-    frame = (order, _row_norms(sorted_centers), sorted_centers, top_shifts, top_indices)
+    frame = (order, norms[order], sorted_centers, top_shifts, top_indices)
     half_gap, reach, local_shift = separation
     state = (X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift)
     n_blocks = (X.shape[0] + _BLOCK - 1) // _BLOCK
@@ -699,9 +705,10 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
             total_shift += squared
             shift[k] = np.sqrt(squared)
         converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
-        _separation(centers, shift, separation)
+        by_norm = _centers_by_norm(centers)
+        _separation(centers, by_norm, shift, separation)
         n_moved = _bounded_assign(
-            X, point_norms, centers, nearest, bounds, shift, separation, moved_from
+            X, point_norms, centers, by_norm, nearest, bounds, shift, separation, moved_from
         )
         if converged:
             break
