@@ -10,8 +10,9 @@
   general one (every entry scanned) on each image's own palette at each K; both must give the
   same labels.
 - ``stages``: where ``quantize(speed="default")`` spends its time, by wrapping the engine's
-  steps (boxes, k-means++ seeding, Lloyd in the restarts, in the swaps and in the final
-  refine on every distinct colour, the rest of the swaps, the histogram and the mapping).
+  steps (boxes, the restarts: k-means++ seeding and Lloyd, run side by side; Lloyd in the
+  swaps and in the final refine on every distinct colour, the rest of the swaps, the
+  histogram and the mapping).
 
 Times are medians of ``--repeat`` runs (sums over images), after one warm-up run.
 """
@@ -116,8 +117,7 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
     def lloyd_label(args):
         if in_swaps[0]:
             return "lloyd in swaps"
-        on_all_colours = args[0].shape[0] == n_colors[0]
-        return "lloyd refine (all colours)" if on_all_colours else "lloyd restarts"
+        return "lloyd refine (all colours)" if args[0].shape[0] == n_colors[0] else "lloyd, other"
 
     original_histogram = quantize_module.color_histogram
 
@@ -141,7 +141,7 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
 
     engine.improve_by_swaps = swaps
     timed(engine, "box_points", lambda args: "boxes")
-    timed(engine, "initial_centers", lambda args: "k-means++ seeding")
+    timed(engine, "best_restart", lambda args: "restarts (k-means++ and lloyd, side by side)")
     timed(engine, "lloyd", lloyd_label)
     quantize_module.color_histogram = histogram
     timed(quantize_module, "apply_palette", lambda args: "mapping")

@@ -190,6 +190,66 @@ def test_pruned_kmeans_plusplus_equals_greedy_kmeans_plusplus(sample_image, n_co
     np.testing.assert_array_equal(centers, greedy_kmeans_plusplus(X, weights, uniforms))
 
 
+@pytest.mark.parametrize("n_points", [3072, 20000])
+def test_restarts_side_by_side_equal_restarts_one_after_another(sample_image, n_points):
+    # 20,000 points: each run's Lloyd reaches its parallel assignment, nested in the loop
+    # over runs; the results must not depend on that, nor on the number of threads.
+    import numba
+
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    X, weights = box_points(colors, counts, n_points)
+    assert X.shape[0] > 8192 or n_points < 8192
+    n_colors, n_runs = 32, 3
+    uniforms = np.random.default_rng(n_points).random((n_runs, n_colors, 5))
+    tol_abs = _tolerance(X, weights, 1e-4)
+    expected = []
+    for draws in uniforms:
+        start, _ = _kernels.kmeans_plusplus(X, weights, n_colors, draws)
+        expected.append(lloyd(X, weights, start, 300, tol_abs))
+    threads = numba.get_num_threads()
+    try:
+        for n_threads in {1, threads}:
+            numba.set_num_threads(n_threads)
+            starts = np.empty((n_runs, n_colors, 3))
+            labels = np.empty((n_runs, X.shape[0]), dtype=np.intp)
+            n_iters = np.zeros(n_runs, dtype=np.intp)
+            n_found = np.empty(n_runs, dtype=np.intp)
+            _kernels.restarts(X, weights, uniforms, starts, 300, tol_abs, labels, n_iters, n_found)
+            assert n_found.tolist() == [n_colors] * n_runs
+            for run, reference in enumerate(expected):
+                np.testing.assert_array_equal(starts[run], reference.centers)
+                np.testing.assert_array_equal(labels[run], reference.labels)
+                assert n_iters[run] == reference.n_iter
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_restarts_from_given_centres_and_too_few_points():
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    weights = np.ones(4)
+    starts = np.array([[[0.0, 0.0], [5.0, 5.0]]])
+    labels = np.empty((1, 4), dtype=np.intp)
+    n_iters = np.zeros(1, dtype=np.intp)
+    n_found = np.empty(1, dtype=np.intp)
+    _kernels.restarts(X, weights, np.empty((1, 0, 0)), starts, 50, 0.0, labels, n_iters, n_found)
+    assert n_found[0] == 2
+    np.testing.assert_allclose(starts[0], [[1 / 3, 1 / 3], [5.0, 5.0]])
+    assert labels[0].tolist() == [0, 0, 0, 1]
+    with pytest.raises(ValueError, match="only 3 distinct points"):
+        fit_centers(
+            np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]], dtype=np.uint8),
+            np.ones(3),
+            4,
+            preset=PRESETS["default"],
+            init="k-means++",
+            n_init=2,
+            max_iter=50,
+            tol=1e-4,
+            rng=np.random.default_rng(0),
+        )
+
+
 def test_compiled_kmeans_plusplus_reports_too_few_points():
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match="only 2 distinct points"):

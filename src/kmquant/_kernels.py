@@ -937,6 +937,32 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
     return centers, n_colors
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def restarts(
+    X, weights, uniforms, starts, max_iter, tol_abs, labels, n_iters, n_found
+):  # pragma: no cover - compiled
+    """Independent k-means runs side by side, one per thread: seeding, then Lloyd.
+
+    Run r starts from greedy k-means++ with the draws ``uniforms[r]`` (n_colors, n_trials),
+    or, when ``uniforms`` has no draws (shape (n_runs, 0, 0)), from ``starts[r]``. Writes the
+    converged centres into ``starts`` (n_runs, n_colors, d), their labels into ``labels``
+    (n_runs, n), Lloyd's iterations into ``n_iters`` (n_runs,) and the centres seeding found
+    into ``n_found`` (n_runs,): fewer than n_colors when the points ran out, and then that
+    run has no Lloyd. Each run is serial inside (a nested parallel loop runs on its own
+    thread), so the results do not depend on the number of threads. The function creates
+    no array itself: numba would make that a parallel loop of its own.
+    """
+    n_runs, n_colors = starts.shape[0], starts.shape[1]
+    for run in prange(n_runs):
+        n_found[run] = n_colors
+        if uniforms.shape[1] > 0:
+            seeded, n_found[run] = kmeans_plusplus(X, weights, n_colors, uniforms[run])
+            starts[run] = seeded
+        if n_found[run] == n_colors:
+            found, n_iters[run], _ = lloyd_hamerly(X, weights, starts[run], max_iter, tol_abs)
+            labels[run] = found
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _nearest_of_vector(value, palette):  # pragma: no cover - compiled
     """Index of the palette row nearest to ``value`` (ties: lowest index)."""

@@ -312,15 +312,66 @@ def initial_centers(
     """k-means++ (compiled) or random starting centres, drawing from ``rng``."""
     if init == "random":
         return _init_random(X, n_colors, weights, rng)
-    n_trials = 2 + int(math.log(n_colors))
-    uniforms = rng.random((n_colors, n_trials))
-    centers, n_found = _kernels.kmeans_plusplus(X, weights, n_colors, uniforms)
+    centers, n_found = _kernels.kmeans_plusplus(
+        X, weights, n_colors, _plusplus_uniforms(n_colors, rng)
+    )
+    _check_seeded(n_found, n_colors)
+    return centers
+
+
+def _plusplus_uniforms(n_colors: int, rng: np.random.Generator) -> np.ndarray:
+    """The uniform draws of one greedy k-means++ run: 2 + ln K candidates per centre."""
+    return rng.random((n_colors, 2 + int(math.log(n_colors))))
+
+
+def _check_seeded(n_found: int, n_colors: int) -> None:
+    """Raise when k-means++ ran out of distinct points before placing every centre."""
     if n_found < n_colors:
         raise ValueError(
             f"X has only {n_found} distinct points with positive weight, "
             f"fewer than n_colors={n_colors}"
         )
-    return centers
+
+
+def best_restart(
+    X: np.ndarray,
+    weights: np.ndarray,
+    n_colors: int,
+    *,
+    init: str,
+    n_init: int,
+    max_iter: int,
+    tol_abs: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, float, int]:
+    """Seed and run Lloyd ``n_init`` times; the centres with the lowest J (first on ties).
+
+    Returns the centres, their J on ``X`` and the iterations of their Lloyd run. The random
+    numbers of every restart are drawn first, in order, and the restarts then run side by
+    side on numba's threads (:func:`kmquant._kernels.restarts`): the same results as one
+    after another, on however many threads.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    starts = np.empty((n_init, n_colors, X.shape[1]))
+    if init == "random":
+        for run in range(n_init):
+            starts[run] = initial_centers(X, weights, n_colors, init, rng)
+        uniforms = np.empty((n_init, 0, 0))
+    else:
+        uniforms = np.stack([_plusplus_uniforms(n_colors, rng) for _ in range(n_init)])
+    labels = np.empty((n_init, X.shape[0]), dtype=np.intp)
+    n_iters = np.zeros(n_init, dtype=np.intp)
+    n_found = np.empty(n_init, dtype=np.intp)
+    _kernels.restarts(X, weights, uniforms, starts, max_iter, tol_abs, labels, n_iters, n_found)
+    _check_seeded(int(n_found.min()), n_colors)
+    best = 0
+    best_inertia = math.inf
+    for run in range(n_init):
+        inertia = inertia_of_labels(X, weights, starts[run], labels[run])
+        if inertia < best_inertia:
+            best, best_inertia = run, inertia
+    return starts[best], best_inertia, int(n_iters[best])
 
 
 def _split_along_principal_axis(
@@ -464,20 +515,13 @@ def fit_centers(
     tol_abs = tolerance(X, weights)
     if n_init is None:
         n_init = preset.restarts_for(n_colors, X.shape[0])
-    best_centers: np.ndarray | None = None
-    best_inertia = math.inf
-    n_iter = 0
-    for _ in range(n_init):
-        start = initial_centers(X, weights, n_colors, init, rng)
-        run = lloyd(X, weights, start, max_iter, tol_abs)
-        inertia = inertia_of_labels(X, weights, run.centers, run.labels)
-        if inertia < best_inertia:
-            best_centers, best_inertia, n_iter = run.centers, inertia, run.n_iter
-    assert best_centers is not None
+    best_centers, _, n_iter = best_restart(
+        X, weights, n_colors, init=init, n_init=n_init, max_iter=max_iter, tol_abs=tol_abs, rng=rng
+    )
 
     swap_trials = preset.swaps_for(n_colors)
     if swap_trials:
-        best_centers, best_inertia, _ = improve_by_swaps(
+        best_centers, _, _ = improve_by_swaps(
             X,
             weights,
             best_centers,
