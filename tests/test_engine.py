@@ -100,6 +100,26 @@ def test_separation_walk_by_norm_equals_all_pairs(sample_image, n_colors):
     np.testing.assert_array_equal(separation[2], local_shift)
 
 
+@pytest.mark.parametrize("n_centers", [1, 2, 64, 256])
+def test_norm_table_finds_the_places_searchsorted_finds(n_centers):
+    # The band search of Lloyd's assignment finds its ends through the table; it must land
+    # where binary search does, for norms below, inside, on and above the centres' norms.
+    rng = np.random.default_rng(n_centers)
+    sorted_norms = np.sort(np.round(rng.uniform(10, 400, n_centers), 1))
+    sorted_norms[n_centers // 2 :] = np.maximum.accumulate(sorted_norms[n_centers // 2 :])
+    if n_centers > 4:
+        sorted_norms[3] = sorted_norms[2]  # repeated norms
+    table, low, scale = _kernels._norm_table(sorted_norms)
+    values = np.concatenate([sorted_norms, rng.uniform(-5, 450, 2000), [-np.inf, np.inf]])
+    for value in values:
+        assert _kernels._first_norm_from(sorted_norms, table, low, scale, value) == (
+            np.searchsorted(sorted_norms, value)
+        )
+        assert _kernels._first_norm_above(sorted_norms, table, low, scale, value) == (
+            np.searchsorted(sorted_norms, value, side="right")
+        )
+
+
 @pytest.mark.parametrize("n_colors", [8, 64])
 def test_compiled_lloyd_equals_reference_lloyd_on_box_means(sample_image, n_colors):
     # Box means are not integers, so the kernel's running cluster sums (updated only for the
