@@ -100,6 +100,34 @@ def test_separation_walk_by_norm_equals_all_pairs(sample_image, n_colors):
     np.testing.assert_array_equal(separation[2], local_shift)
 
 
+@pytest.mark.parametrize("n_entries", [1, 2, 64, 256])
+@pytest.mark.parametrize("guessing", ["right", "random", "zero"])
+def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries, guessing):
+    # Whatever the guesses, the labels are the full scan's, ties to the lowest index
+    # (repeated entries tie); the sample's colours take the parallel path, a slice the serial.
+    from kmquant.remap import nearest_palette_labels
+
+    colors = color_histogram(sample_image).colors.astype(np.float64)
+    assert len(colors) > _kernels._PARALLEL_ASSIGN_POINTS
+    rng = np.random.default_rng(n_entries)
+    palette = colors[rng.choice(len(colors), n_entries, replace=False)].round()
+    if n_entries > 2:
+        palette[1] = palette[0]  # a repeated entry
+        palette[5] = palette[2] + 0.5  # near ties
+    expected = np.empty(len(colors), dtype=np.intp)
+    _kernels.nearest_labels(colors, palette, expected)
+    guesses = {
+        "right": expected,
+        "random": rng.integers(0, n_entries, len(colors)),
+        "zero": np.zeros(len(colors), dtype=np.intp),
+    }[guessing]
+    for count in (len(colors), 700):
+        labels = np.empty(count, dtype=np.intp)
+        _kernels.nearest_labels_from(colors[:count], palette, guesses[:count], labels)
+        np.testing.assert_array_equal(labels, expected[:count])
+    np.testing.assert_array_equal(nearest_palette_labels(colors, palette, guesses), expected)
+
+
 @pytest.mark.parametrize("n_centers", [1, 2, 64, 256])
 def test_norm_table_finds_the_places_searchsorted_finds(n_centers):
     # The band search of Lloyd's assignment finds its ends through the table; it must land

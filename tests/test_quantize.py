@@ -26,8 +26,23 @@ def test_more_colours_lower_error(small_photo):
     assert errors[0] > errors[1] > errors[2]
 
 
-def test_every_pixel_gets_its_nearest_palette_colour(small_photo):
-    result = quantize(small_photo, 8, rng=1)
+def test_every_colour_of_a_photo_gets_its_nearest_palette_colour(sample_image):
+    # The final Lloyd run on all colours gives labels, from which the mapping starts.
+    from kmquant import color_histogram
+
+    result = quantize(sample_image, 64, rng=1)
+    histogram = color_histogram(sample_image)
+    colors = histogram.colors.astype(float)
+    distances = ((colors[:, None] - result.palette[None].astype(float)) ** 2).sum(axis=2)
+    color_labels = np.empty(len(colors), dtype=np.intp)
+    color_labels[histogram.inverse] = result.labels.reshape(-1)
+    chosen = distances[np.arange(len(colors)), color_labels]
+    np.testing.assert_array_equal(chosen, distances.min(axis=1))
+
+
+@pytest.mark.parametrize("n_colors", [8, 64])
+def test_every_pixel_gets_its_nearest_palette_colour(small_photo, n_colors):
+    result = quantize(small_photo, n_colors, rng=1)
     pixels = small_photo.reshape(-1, 3).astype(float)
     distances = ((pixels[:, None] - result.palette[None].astype(float)) ** 2).sum(axis=2)
     chosen = distances[np.arange(len(pixels)), result.labels.reshape(-1)]

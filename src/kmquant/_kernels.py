@@ -232,6 +232,17 @@ def _squared_distance(X, i, centers, k):  # pragma: no cover - compiled
     return total
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _squared_distance_t(X, i, centers_t, k):  # pragma: no cover - compiled
+    """``||X[i] - centre k||^2`` with the centres transposed (d, k); same sums as
+    :func:`_squared_distance`."""
+    total = 0.0
+    for feature in range(X.shape[1]):
+        difference = X[i, feature] - centers_t[feature, k]
+        total += difference * difference
+    return total
+
+
 # Points per block of the parallel loops: each block reuses one scratch row of distances.
 _BLOCK = 512
 
@@ -309,6 +320,92 @@ def nearest_labels(X, centers, labels):  # pragma: no cover - compiled
         distances = np.empty(centers.shape[0])
         for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
             labels[i] = _nearest_two_of(X, i, centers_t, distances)[0]
+
+
+@njit(cache=True, nogil=True)
+def nearest_labels_from(X, centers, guesses, labels):  # pragma: no cover - compiled
+    """:func:`nearest_labels` starting from a guess of each point's nearest centre.
+
+    Reads ``X`` (n, d), ``centers`` (k, d), ``guesses`` (n,) any centre indices; writes
+    ``labels`` (n,), the same as :func:`nearest_labels` whatever the guesses: they only
+    decide the work. With the guess g at distance r, g is the nearest when r is below half
+    the gap from g to its nearest other centre (every other centre is then farther than r);
+    otherwise only the centres of norm within r of ``||x||`` can be nearer, and they are
+    searched (ties: lowest index). With Lloyd's own labels as guesses, mapping a photo's
+    colours to their rounded palette of K = 256 took 1.5 ms instead of the full scan's 3.4
+    (exploratory); at K = 16 the full scan is faster.
+    """
+    n_centers = centers.shape[0]
+    norms, order = _centers_by_norm(centers)
+    sorted_norms = norms[order]
+    sorted_centers_t = np.empty((centers.shape[1], n_centers))
+    for position in range(n_centers):
+        sorted_centers_t[:, position] = centers[order[position]]
+    norm_table, norm_low, norm_scale = _norm_table(sorted_norms)
+    separation = (np.empty(n_centers), np.empty(n_centers), np.empty(n_centers))
+    _separation(centers, (norms, order), np.zeros(n_centers), separation)
+    half_gap = separation[0]
+    frame = (order, sorted_norms, sorted_centers_t, norm_table, half_gap)
+    n_blocks = (X.shape[0] + _BLOCK - 1) // _BLOCK
+    if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
+        _nearest_from_blocks_parallel(
+            X, centers, guesses, labels, *frame, norm_low, norm_scale, n_blocks
+        )
+    else:
+        for block in range(n_blocks):
+            _nearest_from_block(X, centers, guesses, labels, frame, norm_low, norm_scale, block)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _nearest_from_blocks_parallel(
+    X,
+    centers,
+    guesses,
+    labels,
+    order,
+    sorted_norms,
+    sorted_centers_t,
+    norm_table,
+    half_gap,
+    norm_low,
+    norm_scale,
+    n_blocks,
+):  # pragma: no cover - compiled
+    """:func:`_nearest_from_block` over every block, in parallel."""
+    for block in prange(n_blocks):
+        frame = (order, sorted_norms, sorted_centers_t, norm_table, half_gap)
+        _nearest_from_block(X, centers, guesses, labels, frame, norm_low, norm_scale, block)
+
+
+@njit(cache=True, nogil=True)
+def _nearest_from_block(
+    X, centers, guesses, labels, frame, norm_low, norm_scale, block
+):  # pragma: no cover - compiled
+    """:func:`nearest_labels_from` on the points of one block."""
+    order, sorted_norms, sorted_centers_t, norm_table, half_gap = frame
+    n_features = centers.shape[1]
+    for i in range(block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)):
+        guess = guesses[i]
+        best = _squared_distance(X, i, centers, guess)
+        # Slack for rounding: a wider search is always safe.
+        radius = np.sqrt(best) * (1.0 + 1e-9) + 1e-9
+        if radius < half_gap[guess]:
+            labels[i] = guess
+            continue
+        norm = 0.0
+        for feature in range(n_features):
+            norm += X[i, feature] * X[i, feature]
+        norm = np.sqrt(norm)
+        start, stop = _band(sorted_norms, norm_table, norm_low, norm_scale, norm, radius)
+        nearest = guess
+        for position in range(start, stop):
+            distance = _squared_distance_t(X, i, sorted_centers_t, position)
+            if distance > best:
+                continue
+            k = order[position]
+            if distance < best or k < nearest:
+                best, nearest = distance, k
+        labels[i] = nearest
 
 
 @njit(cache=True, nogil=True)
@@ -606,6 +703,15 @@ def _first_norm_from(sorted_norms, table, low, scale, value):  # pragma: no cove
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _band(sorted_norms, table, low, scale, norm, radius):  # pragma: no cover - compiled
+    """(start, stop): the positions of the sorted norms within ``radius`` of ``norm``."""
+    return (
+        _first_norm_from(sorted_norms, table, low, scale, norm - radius),
+        _first_norm_above(sorted_norms, table, low, scale, norm + radius),
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _first_norm_above(sorted_norms, table, low, scale, value):  # pragma: no cover - compiled
     """``np.searchsorted(sorted_norms, value, side="right")``: first position with norm > value."""
     position = _norm_cell(table, low, scale, value)
@@ -656,7 +762,7 @@ def _assign_block(state, frame, scalars, moved_from, block):  # pragma: no cover
     X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift = state
     order, sorted_norms, sorted_centers_t, top_shifts, top_indices, norm_table = frame
     norm_low, norm_scale = scalars
-    n_centers, n_features = centers.shape
+    n_centers = centers.shape[0]
     n_moved = 0
     for i in range(block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)):
         moved_from[i] = -1
@@ -699,16 +805,11 @@ def _assign_block(state, frame, scalars, moved_from, block):  # pragma: no cover
             radius = max(radius, np.sqrt(_squared_distance(X, i, centers, nearest[2, i])))
         # Slack for rounding in the norms; a wider band is always safe.
         radius = radius * (1.0 + 1e-9) + 1e-9
-        lowest, highest = point_norms[i] - radius, point_norms[i] + radius
-        start = _first_norm_from(sorted_norms, norm_table, norm_low, norm_scale, lowest)
-        stop = _first_norm_above(sorted_norms, norm_table, norm_low, norm_scale, highest)
+        start, stop = _band(sorted_norms, norm_table, norm_low, norm_scale, point_norms[i], radius)
         # The three centres above lie within the radius, so only those nearer can enter.
         d1, k1, d2, k2, d3, k3 = np.inf, 0, np.inf, 0, radius * radius, n_centers
         for position in range(start, stop):
-            distance = 0.0
-            for feature in range(n_features):
-                difference = X[i, feature] - sorted_centers_t[feature, position]
-                distance += difference * difference
+            distance = _squared_distance_t(X, i, sorted_centers_t, position)
             if distance > d3:
                 continue
             k = order[position]

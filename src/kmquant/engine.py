@@ -159,10 +159,15 @@ _MIN_COLORS_TO_MERGE = 16384
 
 @dataclass(frozen=True)
 class FitResult:
-    """Centres found by :func:`fit_centers` and the Lloyd iterations spent on the final run."""
+    """Centres found by :func:`fit_centers` and the Lloyd iterations spent on the final run.
+
+    ``labels``, when not None, gives every colour's nearest centre (the final Lloyd run on
+    all colours); mapping the colours to the rounded palette can start from them.
+    """
 
     centers: np.ndarray
     n_iter: int
+    labels: np.ndarray | None = None
 
 
 def coarse_points(
@@ -530,9 +535,10 @@ def fit_centers(
             tol_abs=tol_abs,
         )
     if preset.refine and X is not features:
-        best_centers, _, n_iter = lloyd(
+        refined = lloyd(
             features, weights_all, best_centers, max_iter, tolerance(features, weights_all)
         )
+        return FitResult(centers=refined.centers, n_iter=refined.n_iter, labels=refined.labels)
     return FitResult(centers=best_centers, n_iter=n_iter)
 
 

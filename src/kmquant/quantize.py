@@ -391,8 +391,15 @@ class ClusteringProblem:
 
     def palette_with(self, found: np.ndarray) -> np.ndarray:
         """The reserved entries plus ``found``, transparent first, then darkest first."""
-        palette = np.concatenate([self.reserved, found])
-        return palette[_palette_order(palette)]
+        return self.palette_and_places(found)[0]
+
+    def palette_and_places(self, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`palette_with` and, for each row of ``found``, its index in that palette."""
+        entries = np.concatenate([self.reserved, found])
+        order = _palette_order(entries)
+        places = np.empty(len(order), dtype=np.intp)
+        places[order] = np.arange(len(order))
+        return entries[order], places[len(self.reserved) :]
 
 
 def clustering_problem(histogram: ColorHistogram, space: str) -> ClusteringProblem:
@@ -444,6 +451,7 @@ def quantize_histogram(
     problem = clustering_problem(histogram, space)
     n_free = n_colors - len(problem.reserved)
     n_iter = 0
+    guesses = None
     if problem.n_candidates <= n_free:
         if problem.n_candidates + len(problem.reserved) < n_colors:
             warnings.warn(
@@ -472,16 +480,23 @@ def quantize_histogram(
         )
         found = features_to_palette(fit.centers, space, problem.n_channels)
         n_iter = fit.n_iter
+        # k-means's labels of every colour are good guesses of its nearest palette entry.
+        if fit.labels is not None and problem.n_candidates == histogram.n_colors:
+            palette, places = problem.palette_and_places(found)
+            guesses = places[fit.labels]
+    if guesses is None:
+        palette = problem.palette_with(found)
     return apply_palette(
         histogram,
         shape,
-        problem.palette_with(found),
+        palette,
         n_iter=n_iter,
         squeeze_channels=squeeze_channels,
         space=space,
         dither=dither,
         dither_strength=dither_strength,
         color_points=problem.all_points,
+        color_guesses=guesses,
     )
 
 
@@ -654,6 +669,7 @@ def apply_palette(
     dither: str = "none",
     dither_strength: float = 1.0,
     color_points: np.ndarray | None = None,
+    color_guesses: np.ndarray | None = None,
 ) -> QuantizedImage:
     """Give every pixel a palette entry: the nearest one in ``space``, or dithered.
 
@@ -672,6 +688,9 @@ def apply_palette(
         As for :func:`quantize`.
     color_points : ndarray, optional
         ``color_features(histogram.colors, space)`` when the caller already has it.
+    color_guesses : ndarray of int, optional
+        A likely nearest entry of each distinct colour: the search starts from it (see
+        :func:`kmquant.remap.nearest_palette_labels`); the result is the same without.
     """
     palette = np.asarray(palette, dtype=np.uint8)
     if color_points is None:
@@ -690,7 +709,9 @@ def apply_palette(
         )
     else:
         # Same colour, same entry: find it once per distinct colour; pixels look it up below.
-        color_labels = nearest_palette_labels(color_points, palette_points).astype(np.uint8)
+        color_labels = nearest_palette_labels(color_points, palette_points, color_guesses).astype(
+            np.uint8
+        )
     if drop_unused:
         if dithered:
             pixels_per_entry = label_counts(labels.reshape(-1), len(palette))

@@ -14,6 +14,7 @@ from ._kernels import (
     dither_floyd_steinberg_3,
     dither_ordered,
     nearest_labels,
+    nearest_labels_from,
 )
 
 __all__ = ["DITHERS", "dither_labels", "nearest_palette_labels"]
@@ -28,26 +29,38 @@ ERROR_LIMIT = 0.3
 # and 64: without the weight SSIM at least pngquant's on 12 and 12 of 14, mean dE00 on 13 and
 # 6; with EDGE_GAP = 0.15 on 14 of 14 for both, at both K.
 EDGE_GAP = 0.15
+# From this many palette entries on, guesses of the nearest entry are worth using: below, the
+# full scan is as fast (exploratory, the photos' colours against their palettes: 0.54 against
+# 0.62 ms at K = 16, 1.19 against 1.01 at K = 64, 3.40 against 1.50 at K = 256).
+GUESSES_FROM_ENTRIES = 32
 
 
-def nearest_palette_labels(colors: np.ndarray, palette: np.ndarray) -> np.ndarray:
+def nearest_palette_labels(
+    colors: np.ndarray, palette: np.ndarray, guesses: np.ndarray | None = None
+) -> np.ndarray:
     """Index of the nearest palette entry (squared Euclidean distance) of each colour.
 
     Parameters
     ----------
     colors : ndarray, shape (n_colors_in, n_channels)
     palette : ndarray, shape (n_entries, n_channels)
+    guesses : ndarray of int, shape (n_colors_in,), optional
+        A likely nearest entry of each colour (such as the k-means labels of the centres
+        the palette was rounded from). The result does not depend on them; with good
+        guesses and a large palette it comes faster (:func:`kmquant._kernels.nearest_labels_from`).
 
     Returns
     -------
     labels : ndarray of intp, shape (n_colors_in,)
+        Ties go to the lowest index.
     """
     labels = np.empty(len(colors), dtype=np.intp)
-    nearest_labels(
-        np.ascontiguousarray(colors, dtype=np.float64),
-        np.ascontiguousarray(palette, dtype=np.float64),
-        labels,
-    )
+    colors = np.ascontiguousarray(colors, dtype=np.float64)
+    palette = np.ascontiguousarray(palette, dtype=np.float64)
+    if guesses is not None and len(palette) >= GUESSES_FROM_ENTRIES:
+        nearest_labels_from(colors, palette, np.ascontiguousarray(guesses, dtype=np.intp), labels)
+    else:
+        nearest_labels(colors, palette, labels)
     return labels
 
 
