@@ -100,6 +100,29 @@ def test_separation_walk_by_norm_equals_all_pairs(sample_image, n_colors):
     np.testing.assert_array_equal(separation[2], local_shift)
 
 
+@pytest.mark.parametrize("n_colors", [16, 256])
+def test_lloyd_after_a_run_equals_lloyd_from_a_full_scan(sample_image, n_colors):
+    # A swap's start differs from a converged run in two centres; starting from that run's
+    # bounds must give the same run as a full scan, and leave a state that serves again.
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    X, weights = box_points(colors, counts, 3072)
+    tol_abs = _tolerance(X, weights, 1e-4)
+    start = initial_centers(X, weights, n_colors, "k-means++", np.random.default_rng(1))
+    converged = lloyd(X, weights, start, 300, tol_abs)
+    rng = np.random.default_rng(2)
+    previous = converged
+    for _ in range(3):
+        swapped = previous.centers.copy()
+        swapped[rng.choice(n_colors, 2, replace=False)] = X[rng.choice(len(X), 2)]
+        cold = lloyd(X, weights, swapped, 300, tol_abs)
+        warm = lloyd(X, weights, swapped, 300, tol_abs, after=previous)
+        np.testing.assert_array_equal(warm.centers, cold.centers)
+        np.testing.assert_array_equal(warm.labels, cold.labels)
+        assert warm.n_iter == cold.n_iter
+        previous = warm
+
+
 @pytest.mark.parametrize("n_entries", [1, 2, 64, 256])
 @pytest.mark.parametrize("guessing", ["right", "random", "zero"])
 def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries, guessing):
@@ -355,7 +378,7 @@ def test_swaps_escape_a_bad_local_minimum():
     groups = [np.array([0.0, 0.0]), np.array([100.0, 0.0]), np.array([0.0, 100.0])]
     X = np.concatenate([g + rng.normal(0, 1, (40, 2)) for g in groups])
     weights = np.ones(len(X))
-    stuck, _, _ = lloyd(X, weights, np.array([[-1.0, 0.0], [1.0, 0.0], [50.0, 50.0]]), 100, 0.0)
+    stuck = lloyd(X, weights, np.array([[-1.0, 0.0], [1.0, 0.0], [50.0, 50.0]]), 100, 0.0).centers
     stuck_inertia = float(weights @ ((X[:, None] - stuck[None]) ** 2).sum(2).min(1))
     better, inertia, accepted = improve_by_swaps(
         X, weights, stuck, trials=5, max_iter=100, tol_abs=0.0
@@ -373,7 +396,7 @@ def test_swaps_never_raise_inertia(small_photo, seed, n_colors, trials):
     X = histogram.colors.astype(float)
     weights = histogram.counts.astype(float)
     start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed)
-    centers, _, _ = lloyd(X, weights, start, 100, 0.0)
+    centers = lloyd(X, weights, start, 100, 0.0).centers
     before = float(weights @ ((X[:, None] - centers[None]) ** 2).sum(2).min(1))
     _, after, _ = improve_by_swaps(X, weights, centers, trials=trials, max_iter=50, tol_abs=0.0)
     assert after <= before * (1 + 1e-12)

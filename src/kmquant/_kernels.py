@@ -840,7 +840,31 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
 
     Reads ``X`` (n, d), ``weights`` (n,); ``centers`` (k, d) holds the initial centres and is
     overwritten with the final ones. Returns ``(labels, n_iter, converged)``; the labels match
-    the returned centres.
+    the returned centres. See :func:`lloyd_from`, which this runs from a full scan.
+    """
+    nearest = np.empty((3, X.shape[0]), dtype=np.intp)
+    bounds = np.empty((3, X.shape[0]))
+    n_iter, converged = lloyd_from(
+        X, weights, centers, max_iter, tol_abs, nearest, bounds, np.empty((0, centers.shape[1]))
+    )
+    return nearest[0].copy(), n_iter, converged
+
+
+@njit(cache=True, nogil=True)
+def lloyd_from(
+    X, weights, centers, max_iter, tol_abs, nearest, bounds, state_centers
+):  # pragma: no cover - compiled
+    """Lloyd's algorithm with Hamerly's bounds, from a known state of the bounds or none.
+
+    Reads ``X`` (n, d), ``weights`` (n,); ``centers`` (k, d) holds the initial centres and is
+    overwritten with the final ones. ``nearest`` (3, n) and ``bounds`` (3, n) are Lloyd's
+    state (see :func:`_bounded_assign`): when ``state_centers`` (k, d) is not empty, they
+    hold a valid state for those centres, and the first assignment loosens it by how far
+    each initial centre lies from them, as after any Lloyd step; otherwise a full scan sets
+    it. On return they hold the state for the final centres (``nearest[0]``: the labels).
+    Returns ``(n_iter, converged)``. A run whose initial centres differ from a converged
+    run's in a few centres (a swap) so skips the full scan: at K = 256 on 3,072 boxes it was
+    2.1 of a swap's 3.6 ms (exploratory).
 
     Each point keeps an upper bound on the distance to its centre and a lower bound on the
     distance to any other; after the centres move by ``shift[k]`` the bounds are loosened by
@@ -853,8 +877,6 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     """
     n_points = X.shape[0]
     n_centers, n_features = centers.shape
-    nearest = np.empty((3, n_points), dtype=np.intp)  # label, second and third centre
-    bounds = np.empty((3, n_points))  # upper, lower and rest (see _bounded_assign)
     labels = nearest[0]
     point_norms = _row_norms(X)
     moved_from = np.empty(n_points, dtype=np.intp)
@@ -864,7 +886,15 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
     sums = np.empty((n_centers, n_features))
     totals = np.empty(n_centers)
     members = np.empty(n_centers, dtype=np.int64)
-    _nearest_three(X, centers, nearest, bounds)
+    if state_centers.shape[0] > 0:
+        _shifts(centers, state_centers, shift)
+        by_norm = _centers_by_norm(centers)
+        _separation(centers, by_norm, shift, separation)
+        _bounded_assign(
+            X, point_norms, centers, by_norm, nearest, bounds, shift, separation, moved_from
+        )
+    else:
+        _nearest_three(X, centers, nearest, bounds)
     _cluster_sums(X, weights, labels, sums, totals, members)
     n_moved = 0
     n_iter = 0
@@ -875,14 +905,7 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
         n_empty = _means_from_sums(sums, totals, members, centers)
         if n_empty > 0:  # relocation, as compute_centroids does it
             weighted_means(X, weights, labels, centers)
-        total_shift = 0.0
-        for k in range(n_centers):
-            squared = 0.0
-            for feature in range(n_features):
-                difference = centers[k, feature] - previous[k, feature]
-                squared += difference * difference
-            total_shift += squared
-            shift[k] = np.sqrt(squared)
+        total_shift = _shifts(centers, previous, shift)
         converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
         by_norm = _centers_by_norm(centers)
         _separation(centers, by_norm, shift, separation)
@@ -906,7 +929,21 @@ def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover -
                 for feature in range(n_features):
                     sums[source, feature] -= weights[i] * X[i, feature]
                     sums[target, feature] += weights[i] * X[i, feature]
-    return labels.copy(), n_iter, converged
+    return n_iter, converged
+
+
+@njit(cache=True, nogil=True)
+def _shifts(centers, previous, shift):  # pragma: no cover - compiled
+    """``shift[k] = ||centers[k] - previous[k]||``; returns the sum of their squares."""
+    total = 0.0
+    for k in range(centers.shape[0]):
+        squared = 0.0
+        for feature in range(centers.shape[1]):
+            difference = centers[k, feature] - previous[k, feature]
+            squared += difference * difference
+        total += squared
+        shift[k] = np.sqrt(squared)
+    return total
 
 
 @njit(cache=True, nogil=True)

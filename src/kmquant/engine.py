@@ -295,20 +295,42 @@ def working_points(
 
 
 class LloydRun(NamedTuple):
-    """Result of :func:`lloyd`: the centres, every point's nearest of them, iterations run."""
+    """Result of :func:`lloyd`: the centres, every point's nearest of them, iterations run,
+    and the bounds' state for the centres (``nearest`` (3, n), whose first row is the
+    labels, and ``bounds`` (3, n); see :func:`kmquant._kernels.lloyd_from`)."""
 
     centers: np.ndarray
     labels: np.ndarray
     n_iter: int
+    nearest: np.ndarray
+    bounds: np.ndarray
 
 
 def lloyd(
-    X: np.ndarray, weights: np.ndarray, centers: np.ndarray, max_iter: int, tol_abs: float
+    X: np.ndarray,
+    weights: np.ndarray,
+    centers: np.ndarray,
+    max_iter: int,
+    tol_abs: float,
+    *,
+    after: LloydRun | None = None,
 ) -> LloydRun:
-    """Compiled Lloyd from ``centers`` (not modified); the labels match the new centres."""
+    """Compiled Lloyd from ``centers`` (not modified); the labels match the new centres.
+
+    ``after``, a run on the same points, lends its bounds: a start that differs from its
+    centres in a few centres then needs no full scan (the result is the same).
+    """
     result = np.ascontiguousarray(centers, dtype=np.float64).copy()
-    labels, n_iter, _ = _kernels.lloyd_hamerly(X, weights, result, max_iter, tol_abs)
-    return LloydRun(result, labels, int(n_iter))
+    if after is None:
+        nearest = np.empty((3, X.shape[0]), dtype=np.intp)
+        bounds = np.empty((3, X.shape[0]))
+        state_centers = np.empty((0, result.shape[1]))
+    else:
+        nearest, bounds, state_centers = after.nearest.copy(), after.bounds.copy(), after.centers
+    n_iter, _ = _kernels.lloyd_from(
+        X, weights, result, max_iter, tol_abs, nearest, bounds, state_centers
+    )
+    return LloydRun(result, nearest[0], int(n_iter), nearest, bounds)
 
 
 def initial_centers(
@@ -391,6 +413,12 @@ def _split_along_principal_axis(
     return center + offset, center - offset
 
 
+# From this many point-centre pairs on, swap trials start from the current bounds rather than
+# a full scan. Exploratory, all the swaps of the photos: 7.85 -> 5.78 ms an image at K = 256
+# (3,072 boxes), 6.68 -> 5.77 at K = 64 (1,536), but 3.65 -> 3.85 at K = 16 (768 x 16 pairs).
+_WARM_SWAP_PAIRS = 65536
+
+
 def improve_by_swaps(
     X: np.ndarray,
     weights: np.ndarray,
@@ -430,6 +458,10 @@ def improve_by_swaps(
 
     cheapest, widest = rank_centers(centers)
     inertia = inertia_of_labels(X, weights, centers, labels)
+    # The current centres' bounds: each trial starts from them (see lloyd's ``after``),
+    # unless a full scan costs next to nothing.
+    warm = n_points * n_colors >= _WARM_SWAP_PAIRS
+    current = lloyd(X, weights, centers, 0, tol_abs) if warm else None
     tried: set[tuple[int, int]] = set()
     accepted = 0
     for _ in range(trials):
@@ -454,12 +486,13 @@ def improve_by_swaps(
         candidate[split], candidate[removed] = _split_along_principal_axis(
             X[members], weights[members], centers[split]
         )
-        run = lloyd(X, weights, candidate, max_iter, tol_abs)
+        run = lloyd(X, weights, candidate, max_iter, tol_abs, after=current)
         # Lloyd's labels price the trial; the second-nearest distances, which only the next
         # removal costs need, are found only for a swap that is kept.
         candidate_inertia = inertia_of_labels(X, weights, run.centers, run.labels)
         if candidate_inertia < inertia * (1.0 - 1e-9):
             centers, inertia = run.centers, candidate_inertia
+            current = run if warm else None
             cheapest, widest = rank_centers(centers)
             tried.clear()
             accepted += 1
