@@ -88,16 +88,20 @@ def test_separation_walk_by_norm_equals_all_pairs(sample_image, n_colors):
     pixels = sample_image.reshape(-1, 3)
     centers = pixels[rng.choice(len(pixels), n_colors, replace=False)] + rng.random((n_colors, 3))
     shift = rng.random(n_colors)
-    separation = (np.empty(n_colors), np.empty(n_colors), np.empty(n_colors))
-    _kernels._separation(centers, _kernels._centers_by_norm(centers), shift, separation)
     distances = np.sqrt(((centers[:, None] - centers[None]) ** 2).sum(2))
     np.fill_diagonal(distances, np.inf)
     half_gap = distances.min(1) / 2
     reach = 2 * _kernels._NEIGHBOURHOOD_GAPS * half_gap
     local_shift = [shift[distances[k] < reach[k]].max(initial=0.0) for k in range(n_colors)]
-    np.testing.assert_allclose(separation[0], half_gap, rtol=1e-12)
-    np.testing.assert_allclose(separation[1], reach, rtol=1e-12)
-    np.testing.assert_array_equal(separation[2], local_shift)
+    # Nearest others unknown, or remembered wrongly (a remembered one only starts the walk,
+    # which still finds the nearest and remembers it).
+    for remembered in (np.full(n_colors, -1), (np.arange(n_colors) + 1) % n_colors):
+        separation = (*(np.empty(n_colors) for _ in range(3)), remembered)
+        _kernels._separation(centers, _kernels._centers_by_norm(centers), shift, separation)
+        np.testing.assert_allclose(separation[0], half_gap, rtol=1e-12)
+        np.testing.assert_allclose(separation[1], reach, rtol=1e-12)
+        np.testing.assert_array_equal(separation[2], local_shift)
+        np.testing.assert_allclose(distances[np.arange(n_colors), remembered], 2 * half_gap)
 
 
 @pytest.mark.parametrize("n_colors", [16, 256])

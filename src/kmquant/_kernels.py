@@ -342,7 +342,12 @@ def nearest_labels_from(X, centers, guesses, labels):  # pragma: no cover - comp
     for position in range(n_centers):
         sorted_centers_t[:, position] = centers[order[position]]
     norm_table, norm_low, norm_scale = _norm_table(sorted_norms)
-    separation = (np.empty(n_centers), np.empty(n_centers), np.empty(n_centers))
+    separation = (
+        np.empty(n_centers),
+        np.empty(n_centers),
+        np.empty(n_centers),
+        np.full(n_centers, -1),
+    )
     _separation(centers, (norms, order), np.zeros(n_centers), separation)
     half_gap = separation[0]
     frame = (order, sorted_norms, sorted_centers_t, norm_table, half_gap)
@@ -496,26 +501,34 @@ _NEIGHBOURHOOD_GAPS = 3.0
 
 @njit(cache=True, nogil=True)
 def _separation(centers, by_norm, shift, separation):  # pragma: no cover - compiled
-    """Writes ``separation`` = (half_gap, reach, local_shift), per centre k: half the
-    distance to its nearest other centre; ``_NEIGHBOURHOOD_GAPS`` times that distance; the
-    largest ``shift`` of the other centres within that reach of it.
+    """Writes ``separation`` = (half_gap, reach, local_shift, nearest_other), per centre k:
+    half the distance to its nearest other centre; ``_NEIGHBOURHOOD_GAPS`` times that
+    distance; the largest ``shift`` of the other centres within that reach of it; the index
+    of that nearest other centre. A ``nearest_other`` already set (not -1), such as the
+    last iteration's, starts the search at its distance, which ends the walk sooner (Lloyd
+    on every colour at K = 256: 0.97x the time, exploratory).
 
     ``by_norm`` is (norms, order) of the centres (:func:`_centers_by_norm`). Centres are
     visited in order of norm, outwards from each one: a centre whose norm differs by d is at
     least d away, so the walk stops as soon as that exceeds the nearest distance found (or
     the reach), and each centre meets a few dozen others, not all K.
     """
-    half_gap, reach, local_shift = separation
+    half_gap, reach, local_shift, nearest_other = separation
     norms, order = by_norm
     n_centers = centers.shape[0]
     sorted_norms = norms[order]
     for position in range(n_centers):
         k = order[position]
         nearest = np.inf  # squared
+        if nearest_other[k] >= 0:
+            nearest = _squared_distance(centers, k, centers, nearest_other[k])
         for step in (-1, 1):
             other = position + step
             while 0 <= other < n_centers and (sorted_norms[other] - norms[k]) ** 2 < nearest:
-                nearest = min(nearest, _squared_distance(centers, k, centers, order[other]))
+                distance = _squared_distance(centers, k, centers, order[other])
+                if distance < nearest:
+                    nearest = distance
+                    nearest_other[k] = order[other]
                 other += step
         half_gap[k] = 0.5 * np.sqrt(nearest)
         reach[k] = _NEIGHBOURHOOD_GAPS * np.sqrt(nearest)
@@ -639,7 +652,7 @@ def _bounded_assign(
                 top_shifts[2] = value
     frame = (order, sorted_norms, sorted_centers_t, top_shifts, top_indices, norm_table)
     scalars = (norm_low, norm_scale)
-    half_gap, reach, local_shift = separation
+    half_gap, reach, local_shift, _ = separation
     state = (X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift)
     n_blocks = (X.shape[0] + _BLOCK - 1) // _BLOCK
     if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
@@ -880,7 +893,12 @@ def lloyd_from(
     labels = nearest[0]
     point_norms = _row_norms(X)
     moved_from = np.empty(n_points, dtype=np.intp)
-    separation = (np.empty(n_centers), np.empty(n_centers), np.empty(n_centers))
+    separation = (
+        np.empty(n_centers),
+        np.empty(n_centers),
+        np.empty(n_centers),
+        np.full(n_centers, -1),
+    )
     shift = np.empty(n_centers)
     previous = centers.copy()
     sums = np.empty((n_centers, n_features))
