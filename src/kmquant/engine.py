@@ -11,13 +11,15 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    one. (With alpha, colours sharing their top ``coarse_bits`` bits per channel are merged
    instead: cells never mix alpha classes.)
 2. *Restarts.* Greedy k-means++ and Lloyd (with Hamerly's bounds) run ``n_init`` times on the
-   coarse points; the lowest J is kept.
+   coarse points, side by side on numba's threads; the lowest J is kept.
 3. *Swaps.* Lloyd stops in a local minimum: often one centre sits where it is hardly needed
    while another cluster is too wide. A swap removes the centre whose removal costs least
    (the points' extra squared distance to their second-nearest centre) and splits the cluster
    with the largest J along its principal axis, then runs Lloyd again. The swap is kept only
-   when J drops. This is the targeted form of Fränti's random-swap clustering [1]_.
-4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence.
+   when J drops. This is the targeted form of Fränti's random-swap clustering [1]_. A trial
+   starts from the current solution's bounds, loosened by the two moved centres' moves.
+4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence; its
+   labels are where the search for each colour's nearest palette entry starts.
 
 ``speed="fast"`` on RGB pixels skips all of this (:func:`kmquant.quantize.quantize_by_cells`):
 the pixels are counted in cells of 5 bits per channel, the cells' means are split by
