@@ -147,18 +147,28 @@ def test_grid_candidates_hold_the_nearest_entry_of_every_point_of_their_cell():
     ("n_colors", "space"), [(8, "rgb"), (64, "rgb"), (256, "rgb"), (32, "lab")]
 )
 def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n_colors, space):
-    histogram = color_histogram(sample_image[:128, :160])
+    # 131 rows: four bands of 32 and a short one, each band diffused while the next is
+    # gathered (side by side on two threads, one after the other on one).
+    import numba
+
+    histogram = color_histogram(sample_image[:131, :160])
     points = color_features(histogram.colors, space)
-    result = quantize(sample_image[:128, :160], n_colors, space=space, rng=0)
+    result = quantize(sample_image[:131, :160], n_colors, space=space, rng=0)
     palette = color_features(result.palette, space)
-    for max_error, edge_gap in ((12.0, 6.0), (1e9, 0.0)):
-        general = dither_floyd_steinberg(
-            points, histogram.inverse, 128, 160, palette, 0.9, 3, max_error, edge_gap
-        )
-        three = dither_floyd_steinberg_3(
-            points, histogram.inverse, 128, 160, palette, 0.9, max_error, edge_gap
-        )
-        np.testing.assert_array_equal(three, general)
+    threads = numba.get_num_threads()
+    try:
+        for max_error, edge_gap in ((12.0, 6.0), (1e9, 0.0)):
+            general = dither_floyd_steinberg(
+                points, histogram.inverse, 131, 160, palette, 0.9, 3, max_error, edge_gap
+            )
+            for n_threads in {1, threads}:
+                numba.set_num_threads(n_threads)
+                three = dither_floyd_steinberg_3(
+                    points, histogram.inverse, 131, 160, palette, 0.9, max_error, edge_gap
+                )
+                np.testing.assert_array_equal(three, general)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def test_dithering_strength_zero_is_nearest_and_strength_moves_toward_dithered(sample_image):
