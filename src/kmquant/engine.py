@@ -573,7 +573,9 @@ def fit_centers(
         refined = lloyd(
             features, weights_all, best_centers, max_iter, tolerance(features, weights_all)
         )
-        return FitResult(centers=refined.centers, n_iter=refined.n_iter, labels=refined.labels)
+        # A copy: the labels are a row of Lloyd's state, which is three times their size.
+        labels = refined.labels.copy()
+        return FitResult(centers=refined.centers, n_iter=refined.n_iter, labels=labels)
     return FitResult(centers=best_centers, n_iter=n_iter)
 
 

@@ -32,7 +32,7 @@ from .engine import PRESETS, fit_centers, split_centers
 from .histogram import ColorHistogram, cell_histogram, color_histogram
 from .kmeans import INIT_METHODS, _check_n_colors
 from .palette import luminance_order
-from .remap import DITHERS, dither_labels, nearest_palette_labels
+from .remap import DITHERS, GUESSES_FROM_ENTRIES, dither_labels, nearest_palette_labels
 
 __all__ = [
     "ClusteringProblem",
@@ -480,10 +480,16 @@ def quantize_histogram(
         )
         found = features_to_palette(fit.centers, space, problem.n_channels)
         n_iter = fit.n_iter
-        # k-means's labels of every colour are good guesses of its nearest palette entry.
-        if fit.labels is not None and problem.n_candidates == histogram.n_colors:
+        # k-means's labels of every colour are good guesses of its nearest palette entry,
+        # kept in a byte each (at most 256 entries) while the pixels are mapped.
+        if (
+            fit.labels is not None
+            and problem.n_candidates == histogram.n_colors
+            and len(problem.reserved) + len(found) >= GUESSES_FROM_ENTRIES
+        ):
             palette, places = problem.palette_and_places(found)
-            guesses = places[fit.labels]
+            guesses = places.astype(np.uint8)[fit.labels]
+        del fit  # its labels, 8 bytes a colour
     if guesses is None:
         palette = problem.palette_with(found)
     return apply_palette(

@@ -58,7 +58,7 @@ def nearest_palette_labels(
     colors = np.ascontiguousarray(colors, dtype=np.float64)
     palette = np.ascontiguousarray(palette, dtype=np.float64)
     if guesses is not None and len(palette) >= GUESSES_FROM_ENTRIES:
-        nearest_labels_from(colors, palette, np.ascontiguousarray(guesses, dtype=np.intp), labels)
+        nearest_labels_from(colors, palette, np.ascontiguousarray(guesses), labels)
     else:
         nearest_labels(colors, palette, labels)
     return labels
