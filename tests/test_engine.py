@@ -300,6 +300,22 @@ def test_restarts_side_by_side_equal_restarts_one_after_another(sample_image, n_
         numba.set_num_threads(threads)
 
 
+def test_best_restart_is_the_same_side_by_side_or_one_after_another(sample_image, monkeypatch):
+    # On 20,000 points the restarts run one after another (each on every thread); with the
+    # threshold raised they run side by side: same centres, J and iterations.
+    from kmquant import engine
+
+    histogram = color_histogram(sample_image)
+    X, weights = box_points(histogram.colors.astype(float), histogram.counts.astype(float), 20000)
+    tol_abs = _tolerance(X, weights, 1e-4)
+    options = dict(init="k-means++", n_init=3, max_iter=300, tol_abs=tol_abs)
+    one_after_another = engine.best_restart(X, weights, 24, rng=np.random.default_rng(5), **options)
+    monkeypatch.setattr(engine, "_RESTARTS_SIDE_BY_SIDE_BELOW", 10**9)
+    side_by_side = engine.best_restart(X, weights, 24, rng=np.random.default_rng(5), **options)
+    np.testing.assert_array_equal(side_by_side[0], one_after_another[0])
+    assert side_by_side[1:] == one_after_another[1:]
+
+
 def test_restarts_from_given_centres_and_too_few_points():
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
     weights = np.ones(4)
