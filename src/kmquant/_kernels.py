@@ -336,20 +336,13 @@ def nearest_labels_from(X, centers, guesses, labels):  # pragma: no cover - comp
     (exploratory); at K = 16 the full scan is faster.
     """
     n_centers = centers.shape[0]
-    norms, order = _centers_by_norm(centers)
-    sorted_norms = norms[order]
-    sorted_centers_t = np.empty((centers.shape[1], n_centers))
-    for position in range(n_centers):
-        sorted_centers_t[:, position] = centers[order[position]]
-    norm_table, norm_low, norm_scale = _norm_table(sorted_norms)
-    separation = (
-        np.empty(n_centers),
-        np.empty(n_centers),
-        np.empty(n_centers),
-        np.full(n_centers, -1),
+    by_norm = _centers_by_norm(centers)
+    sorted_norms, sorted_centers_t, norm_table, norm_low, norm_scale = _sorted_centers(
+        centers, by_norm
     )
-    _separation(centers, (norms, order), np.zeros(n_centers), separation)
-    half_gap = separation[0]
+    separation = _new_separation(n_centers)
+    _separation(centers, by_norm, np.zeros(n_centers), separation)
+    order, half_gap = by_norm[1], separation[0]
     frame = (order, sorted_norms, sorted_centers_t, norm_table, half_gap)
     n_blocks = (X.shape[0] + _BLOCK - 1) // _BLOCK
     if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
@@ -392,8 +385,7 @@ def _nearest_from_block(
     for i in range(block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)):
         guess = guesses[i]
         best = _squared_distance(X, i, centers, guess)
-        # Slack for rounding: a wider search is always safe.
-        radius = np.sqrt(best) * (1.0 + 1e-9) + 1e-9
+        radius = _widened(np.sqrt(best))
         if radius < half_gap[guess]:
             labels[i] = guess
             continue
@@ -547,6 +539,36 @@ def _separation(centers, by_norm, shift, separation):  # pragma: no cover - comp
 
 
 @njit(cache=True, nogil=True)
+def _new_separation(n_centers):  # pragma: no cover - compiled
+    """Arrays for :func:`_separation`, with no nearest other centre known yet."""
+    return (
+        np.empty(n_centers),
+        np.empty(n_centers),
+        np.empty(n_centers),
+        np.full(n_centers, -1),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _sorted_centers(centers, by_norm):  # pragma: no cover - compiled
+    """What a search of a band of norms reads: the sorted norms, the centres in that order
+    transposed (d, k), and :func:`_norm_table`'s table, low and scale."""
+    norms, order = by_norm
+    sorted_centers_t = np.empty((centers.shape[1], centers.shape[0]))
+    for position in range(centers.shape[0]):
+        sorted_centers_t[:, position] = centers[order[position]]
+    sorted_norms = norms[order]
+    norm_table, norm_low, norm_scale = _norm_table(sorted_norms)
+    return sorted_norms, sorted_centers_t, norm_table, norm_low, norm_scale
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _widened(value):  # pragma: no cover - compiled
+    """``value`` with slack for rounding: a wider search, reach or bound is always safe."""
+    return value * (1.0 + 1e-9) + 1e-9
+
+
+@njit(cache=True, nogil=True)
 def _centers_by_norm(centers):  # pragma: no cover - compiled
     """(norms, order): the centres' norms and their indices in increasing norm."""
     norms = _row_norms(centers)
@@ -596,13 +618,14 @@ def _nearest_three(X, centers, nearest, bounds):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _bounded_assign(
-    X, point_norms, centers, by_norm, nearest, bounds, shift, separation, moved_from
+    X, point_norms, centers, nearest, bounds, shift, separation, moved_from
 ):  # pragma: no cover - compiled
     """Hamerly's assignment with a second-nearest centre kept apart from the rest.
 
-    Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers`` with their ``by_norm``
-    (:func:`_centers_by_norm`), ``shift`` (k,), how far each centre moved since the bounds
-    were set, and ``separation`` from :func:`_separation`. Column i of ``nearest`` (3, n)
+    Reads ``X``, ``point_norms`` (n,) = ||X[i]||, ``centers`` and ``shift`` (k,), how far
+    each centre moved since the bounds were set; first writes ``separation`` for the centres
+    (:func:`_separation`, the last call's nearest other centres as its start). Column i of
+    ``nearest`` (3, n)
     holds point i's label, its second-nearest centre and a third centre (used only to
     size the search); column i of ``bounds`` (3, n) an upper bound on the distance to its
     label, a lower bound on the distance to its second centre and a lower bound on the
@@ -629,12 +652,12 @@ def _bounded_assign(
     sleeping OpenMP threads (``let_idle_threads_sleep``).
     """
     n_centers = centers.shape[0]
-    norms, order = by_norm
-    sorted_centers_t = np.empty((centers.shape[1], n_centers))
-    for position in range(n_centers):
-        sorted_centers_t[:, position] = centers[order[position]]
-    sorted_norms = norms[order]
-    norm_table, norm_low, norm_scale = _norm_table(sorted_norms)
+    by_norm = _centers_by_norm(centers)
+    _separation(centers, by_norm, shift, separation)
+    order = by_norm[1]
+    sorted_norms, sorted_centers_t, norm_table, norm_low, norm_scale = _sorted_centers(
+        centers, by_norm
+    )
     # The three largest shifts and whose the first two are: the largest over the centres
     # other than a point's two is among them.
     top_shifts = np.zeros(3)
@@ -816,8 +839,7 @@ def _assign_block(state, frame, scalars, moved_from, block):  # pragma: no cover
         radius = max(upper, lower)
         if n_centers >= 3:
             radius = max(radius, np.sqrt(_squared_distance(X, i, centers, nearest[2, i])))
-        # Slack for rounding in the norms; a wider band is always safe.
-        radius = radius * (1.0 + 1e-9) + 1e-9
+        radius = _widened(radius)
         start, stop = _band(sorted_norms, norm_table, norm_low, norm_scale, point_norms[i], radius)
         # The three centres above lie within the radius, so only those nearer can enter.
         d1, k1, d2, k2, d3, k3 = np.inf, 0, np.inf, 0, radius * radius, n_centers
@@ -893,12 +915,7 @@ def lloyd_from(
     labels = nearest[0]
     point_norms = _row_norms(X)
     moved_from = np.empty(n_points, dtype=np.intp)
-    separation = (
-        np.empty(n_centers),
-        np.empty(n_centers),
-        np.empty(n_centers),
-        np.full(n_centers, -1),
-    )
+    separation = _new_separation(n_centers)
     shift = np.empty(n_centers)
     previous = centers.copy()
     sums = np.empty((n_centers, n_features))
@@ -906,11 +923,7 @@ def lloyd_from(
     members = np.empty(n_centers, dtype=np.int64)
     if state_centers.shape[0] > 0:
         _shifts(centers, state_centers, shift)
-        by_norm = _centers_by_norm(centers)
-        _separation(centers, by_norm, shift, separation)
-        _bounded_assign(
-            X, point_norms, centers, by_norm, nearest, bounds, shift, separation, moved_from
-        )
+        _bounded_assign(X, point_norms, centers, nearest, bounds, shift, separation, moved_from)
     else:
         _nearest_three(X, centers, nearest, bounds)
     _cluster_sums(X, weights, labels, sums, totals, members)
@@ -925,10 +938,8 @@ def lloyd_from(
             weighted_means(X, weights, labels, centers)
         total_shift = _shifts(centers, previous, shift)
         converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
-        by_norm = _centers_by_norm(centers)
-        _separation(centers, by_norm, shift, separation)
         n_moved = _bounded_assign(
-            X, point_norms, centers, by_norm, nearest, bounds, shift, separation, moved_from
+            X, point_norms, centers, nearest, bounds, shift, separation, moved_from
         )
         if converged:
             break
@@ -1028,7 +1039,7 @@ def _within_reach(seeds, block, norm):  # pragma: no cover - compiled
     of ``block``: ``|norm - ||x|| |`` bounds ``d(x, centre)`` from below, and the block's
     points have norms in ``[low, high]`` and squared distances to their centres at most
     ``reach^2`` (slack for rounding: reaching too far is always safe)."""
-    reach = seeds.reach[block] * (1.0 + 1e-9) + 1e-9
+    reach = _widened(seeds.reach[block])
     return seeds.low[block] - reach < norm < seeds.high[block] + reach
 
 
@@ -1255,7 +1266,7 @@ def grid_candidates(palette, low, high):  # pragma: no cover - compiled
                 closest += gap * gap
             nearest_sq[k] = closest
             bound = min(bound, farthest)
-        bound = bound * (1.0 + 1e-9) + 1e-9
+        bound = _widened(bound)
         for k in range(n_entries):
             if nearest_sq[k] <= bound:
                 candidates[cell, counts[cell]] = k
