@@ -409,6 +409,24 @@ def test_swaps_escape_a_bad_local_minimum():
     assert sorted(nearest_group.tolist()) == [0, 1, 2]
 
 
+def test_swaps_from_bounds_equal_swaps_from_full_scans(sample_image, monkeypatch):
+    # At 1,536 boxes x 64 centres the trials start from the current bounds and the first
+    # ranking reads Lloyd's state; with the threshold raised, every step scans in full.
+    from kmquant import engine
+
+    histogram = color_histogram(sample_image)
+    X, weights = box_points(histogram.colors.astype(float), histogram.counts.astype(float), 1536)
+    tol_abs = _tolerance(X, weights, 1e-4)
+    start = initial_centers(X, weights, 64, "k-means++", np.random.default_rng(3))
+    assert X.shape[0] * 64 >= engine._WARM_SWAP_PAIRS
+    warm = improve_by_swaps(X, weights, start, trials=8, max_iter=300, tol_abs=tol_abs)
+    monkeypatch.setattr(engine, "_WARM_SWAP_PAIRS", 10**12)
+    cold = improve_by_swaps(X, weights, start, trials=8, max_iter=300, tol_abs=tol_abs)
+    np.testing.assert_array_equal(warm[0], cold[0])
+    assert warm[1:] == cold[1:]
+    assert warm[2] >= 1
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), n_colors=st.integers(2, 12), trials=st.integers(1, 8))
 def test_swaps_never_raise_inertia(small_photo, seed, n_colors, trials):

@@ -297,15 +297,19 @@ def working_points(
 
 
 class LloydRun(NamedTuple):
-    """Result of :func:`lloyd`: the centres, every point's nearest of them, iterations run,
-    and the bounds' state for the centres (``nearest`` (3, n), whose first row is the
-    labels, and ``bounds`` (3, n); see :func:`kmquant._kernels.lloyd_from`)."""
+    """Result of :func:`lloyd`: the centres, the iterations run, and the bounds' state for
+    the centres (``nearest`` (3, n), whose first row is the labels, and ``bounds`` (3, n);
+    see :func:`kmquant._kernels.lloyd_from`)."""
 
     centers: np.ndarray
-    labels: np.ndarray
     n_iter: int
     nearest: np.ndarray
     bounds: np.ndarray
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Every point's nearest centre."""
+        return self.nearest[0]
 
 
 def lloyd(
@@ -332,7 +336,7 @@ def lloyd(
     n_iter, _ = _kernels.lloyd_from(
         X, weights, result, max_iter, tol_abs, nearest, bounds, state_centers
     )
-    return LloydRun(result, nearest[0], int(n_iter), nearest, bounds)
+    return LloydRun(result, int(n_iter), nearest, bounds)
 
 
 def initial_centers(
@@ -460,9 +464,9 @@ def improve_by_swaps(
     second = np.empty(n_points)
     second_labels = np.empty(n_points, dtype=np.intp)
 
-    def rank_centers(centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Centres by removal cost, cheapest first, and by cluster J, widest first."""
-        _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
+    def rank_centers() -> tuple[np.ndarray, np.ndarray]:
+        """Centres by removal cost, cheapest first, and by cluster J, widest first, from
+        ``labels``, ``nearest`` and ``second``."""
         # einsum and bincount rather than np.dot: BLAS would take large sums on several
         # threads that then spin idle and slow what follows (benchmarks/compare.py, K = 256
         # on the photos: 0.266 -> 0.182 s per image, with the same change in kmeans._inertia
@@ -478,12 +482,19 @@ def improve_by_swaps(
             np.argsort(-cluster_inertia, kind="stable")[:4],
         )
 
-    cheapest, widest = rank_centers(centers)
-    inertia = inertia_of_labels(X, weights, centers, labels)
     # The current centres' bounds: each trial starts from them (see lloyd's ``after``),
-    # unless a full scan costs next to nothing.
+    # unless a full scan costs next to nothing. Lloyd's state after a full scan and no
+    # iteration holds the exact nearest and second-nearest distances.
     warm = n_points * n_colors >= _WARM_SWAP_PAIRS
-    current = lloyd(X, weights, centers, 0, tol_abs) if warm else None
+    current = None
+    if warm:
+        current = lloyd(X, weights, centers, 0, tol_abs)
+        labels[:], second_labels[:] = current.nearest[0], current.nearest[1]
+        nearest[:], second[:] = current.bounds[0], current.bounds[1]
+    else:
+        _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
+    cheapest, widest = rank_centers()
+    inertia = inertia_of_labels(X, weights, centers, labels)
     tried: set[tuple[int, int]] = set()
     accepted = 0
     for _ in range(trials):
@@ -515,7 +526,8 @@ def improve_by_swaps(
         if candidate_inertia < inertia * (1.0 - 1e-9):
             centers, inertia = run.centers, candidate_inertia
             current = run if warm else None
-            cheapest, widest = rank_centers(centers)
+            _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
+            cheapest, widest = rank_centers()
             tried.clear()
             accepted += 1
     return centers, inertia, accepted

@@ -451,7 +451,7 @@ def quantize_histogram(
     problem = clustering_problem(histogram, space)
     n_free = n_colors - len(problem.reserved)
     n_iter = 0
-    guesses = None
+    fit_labels = None
     if problem.n_candidates <= n_free:
         if problem.n_candidates + len(problem.reserved) < n_colors:
             warnings.warn(
@@ -479,19 +479,19 @@ def quantize_histogram(
             tolerance_columns=problem.tolerance_columns,
         )
         found = features_to_palette(fit.centers, space, problem.n_channels)
-        n_iter = fit.n_iter
-        # k-means's labels of every colour are good guesses of its nearest palette entry,
-        # kept in a byte each (at most 256 entries) while the pixels are mapped.
-        if (
-            fit.labels is not None
-            and problem.n_candidates == histogram.n_colors
-            and len(problem.reserved) + len(found) >= GUESSES_FROM_ENTRIES
-        ):
-            palette, places = problem.palette_and_places(found)
-            guesses = places.astype(np.uint8)[fit.labels]
-        del fit  # its labels, 8 bytes a colour
-    if guesses is None:
-        palette = problem.palette_with(found)
+        n_iter, fit_labels = fit.n_iter, fit.labels
+        del fit
+    palette, places = problem.palette_and_places(found)
+    # k-means's labels of every colour are good guesses of its nearest palette entry, kept
+    # in a byte each (at most 256 entries) while the pixels are mapped.
+    guesses = None
+    if (
+        fit_labels is not None
+        and problem.n_candidates == histogram.n_colors
+        and len(palette) >= GUESSES_FROM_ENTRIES
+    ):
+        guesses = places.astype(np.uint8)[fit_labels]
+    del fit_labels  # 8 bytes a colour
     return apply_palette(
         histogram,
         shape,
