@@ -140,7 +140,7 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
             in_swaps[0] = False
 
     engine.improve_by_swaps = swaps
-    timed(engine, "box_points", lambda args: "boxes")
+    timed(engine, "split_into_boxes", lambda args: "boxes")
     timed(engine, "best_restart", lambda args: "restarts (k-means++ and lloyd, side by side)")
     timed(engine, "lloyd", lloyd_label)
     quantize_module.color_histogram = histogram

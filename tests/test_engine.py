@@ -21,6 +21,7 @@ from kmquant.engine import (
     initial_centers,
     lloyd,
     split_centers,
+    split_into_boxes,
 )
 from kmquant.histogram import cell_histogram, pack_colors
 from kmquant.kmeans import _lloyd, _tolerance
@@ -389,6 +390,45 @@ def test_box_points_leave_few_points_as_they_are():
     merged, merged_weights = box_points(X, weights, 1)
     np.testing.assert_allclose(merged, [[6.0, 6.0, 6.0]])
     assert merged_weights.tolist() == [3.0]
+
+
+def test_boxes_hold_every_point_once_at_their_means(sample_image):
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    boxes = split_into_boxes(colors, counts, 768)
+    assert sorted(boxes.members.tolist()) == list(range(len(colors)))
+    for box in range(len(boxes.points)):
+        held = boxes.members[boxes.starts[box] : boxes.stops[box]]
+        assert counts[held].sum() == boxes.weights[box]
+        np.testing.assert_allclose(
+            boxes.points[box], np.average(colors[held], axis=0, weights=counts[held])
+        )
+    assert split_into_boxes(colors[:3], counts[:3], 3) is None
+
+
+@pytest.mark.parametrize("n_colors", [1, 2, 16, 256])
+def test_scan_box_by_box_equals_the_full_scan(sample_image, n_colors):
+    # Centres on colours (integer distances, so exact ties) and one repeated: the three
+    # nearest and their distances must be those of the full scan, ties included.
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    boxes = split_into_boxes(colors, counts, 192 * 16)
+    rng = np.random.default_rng(n_colors)
+    centers = colors[rng.choice(len(colors), n_colors, replace=False)]
+    centers[-1] = centers[0]
+    expected = (np.empty((3, len(colors)), dtype=np.intp), np.empty((3, len(colors))))
+    _kernels._nearest_three(colors, centers, *expected)
+    found = (np.empty((3, len(colors)), dtype=np.intp), np.empty((3, len(colors))))
+    _kernels.nearest_three_by_boxes(
+        colors, centers, boxes.points, boxes.members, boxes.starts, boxes.stops, *found
+    )
+    np.testing.assert_array_equal(found[0], expected[0])
+    np.testing.assert_array_equal(found[1], expected[1])
+    tol_abs = _tolerance(colors, counts, 1e-4)
+    by_boxes = lloyd(colors, counts, centers, 300, tol_abs, boxes=boxes)
+    full = lloyd(colors, counts, centers, 300, tol_abs)
+    np.testing.assert_array_equal(by_boxes.centers, full.centers)
+    assert by_boxes.n_iter == full.n_iter
 
 
 def test_swaps_escape_a_bad_local_minimum():

@@ -45,11 +45,13 @@ from .kmeans import _init_random, _tolerance
 
 __all__ = [
     "PRESETS",
+    "Boxes",
     "FitResult",
     "SpeedPreset",
     "box_points",
     "fit_centers",
     "split_centers",
+    "split_into_boxes",
     "working_points",
 ]
 
@@ -236,6 +238,32 @@ def _rank_of_values(values: np.ndarray) -> np.ndarray:
     return rank[values]
 
 
+class Boxes(NamedTuple):
+    """Weighted points merged into boxes (:func:`split_into_boxes`): each box's mean
+    (``points`` (m, d)) and total weight (``weights`` (m,)), and the indices of the points
+    it holds, box b's being ``members[starts[b]:stops[b]]``."""
+
+    points: np.ndarray
+    weights: np.ndarray
+    members: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+
+
+def split_into_boxes(points: np.ndarray, weights: np.ndarray, n_boxes: int) -> Boxes | None:
+    """:func:`box_points`, with which points each box holds; None for no more than
+    ``n_boxes`` points (nothing to merge)."""
+    if points.shape[0] <= n_boxes:
+        return None
+    return Boxes(
+        *_kernels.split_into_boxes(
+            np.ascontiguousarray(points, dtype=np.float64),
+            np.ascontiguousarray(weights, dtype=np.float64),
+            n_boxes,
+        )
+    )
+
+
 def box_points(
     points: np.ndarray, weights: np.ndarray, n_boxes: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -260,13 +288,10 @@ def box_points(
         The box means (m, d) and weights (m,), m <= ``n_boxes``; the inputs themselves when
         there are no more than ``n_boxes`` points.
     """
-    if points.shape[0] <= n_boxes:
+    boxes = split_into_boxes(points, weights, n_boxes)
+    if boxes is None:
         return points, weights
-    return _kernels.variance_split(
-        np.ascontiguousarray(points, dtype=np.float64),
-        np.ascontiguousarray(weights, dtype=np.float64),
-        n_boxes,
-    )
+    return boxes.points, boxes.weights
 
 
 def working_points(
@@ -320,19 +345,27 @@ def lloyd(
     tol_abs: float,
     *,
     after: LloydRun | None = None,
+    boxes: Boxes | None = None,
 ) -> LloydRun:
     """Compiled Lloyd from ``centers`` (not modified); the labels match the new centres.
 
     ``after``, a run on the same points, lends its bounds: a start that differs from its
-    centres in a few centres then needs no full scan (the result is the same).
+    centres in a few centres then needs no full scan. ``boxes``, the points merged into
+    boxes, lets the first scan run box by box
+    (:func:`kmquant._kernels.nearest_three_by_boxes`). The result is the same either way.
     """
     result = np.ascontiguousarray(centers, dtype=np.float64).copy()
-    if after is None:
+    if after is not None:
+        nearest, bounds, state_centers = after.nearest.copy(), after.bounds.copy(), after.centers
+    else:
         nearest = np.empty((3, X.shape[0]), dtype=np.intp)
         bounds = np.empty((3, X.shape[0]))
         state_centers = np.empty((0, result.shape[1]))
-    else:
-        nearest, bounds, state_centers = after.nearest.copy(), after.bounds.copy(), after.centers
+        if boxes is not None:
+            _kernels.nearest_three_by_boxes(
+                X, result, boxes.points, boxes.members, boxes.starts, boxes.stops, nearest, bounds
+            )
+            state_centers = result.copy()
     n_iter, _ = _kernels.lloyd_from(
         X, weights, result, max_iter, tol_abs, nearest, bounds, state_centers
     )
@@ -572,8 +605,10 @@ def fit_centers(
     features = colors.astype(np.float64) if points is None else np.ascontiguousarray(points)
     weights_all = counts.astype(np.float64)
     n_boxes = preset.boxes_for(n_colors)
+    boxes = None
     if n_boxes is not None and classes is None:
-        X, weights = box_points(features, weights_all, n_boxes)
+        boxes = split_into_boxes(features, weights_all, n_boxes)
+        X, weights = (features, weights_all) if boxes is None else (boxes.points, boxes.weights)
     else:
         small_and_large_k = preset.is_large(n_colors) and features.shape[0] <= _MIN_COLORS_TO_MERGE
         bits = None if small_and_large_k else preset.bits_for(n_colors)
@@ -603,7 +638,12 @@ def fit_centers(
         )
     if preset.refine and X is not features:
         refined = lloyd(
-            features, weights_all, best_centers, max_iter, tolerance(features, weights_all)
+            features,
+            weights_all,
+            best_centers,
+            max_iter,
+            tolerance(features, weights_all),
+            boxes=boxes,
         )
         # A copy: the labels are a row of Lloyd's state, which is three times their size.
         labels = refined.labels.copy()
