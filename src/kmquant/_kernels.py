@@ -727,7 +727,7 @@ def _box_candidates(
 
 @njit(cache=True, nogil=True)
 def _bounded_assign(
-    X, point_norms, centers, nearest, bounds, shift, separation, moved_from
+    X, point_norms, centers, nearest, bounds, shift, separation, moves, block_moves
 ):  # pragma: no cover - compiled
     """Hamerly's assignment with a second-nearest centre kept apart from the rest.
 
@@ -739,8 +739,10 @@ def _bounded_assign(
     size the search); column i of ``bounds`` (3, n) an upper bound on the distance to its
     label, a lower bound on the distance to its second centre and a lower bound on the
     distance to every other centre ("the rest"). Loosens the bounds by the shifts, updates
-    both arrays in place, writes ``moved_from[i]`` = the previous label where the label
-    moved, else -1, and returns how many labels moved.
+    both arrays in place and returns how many labels moved. The moves are listed block by
+    block of ``_BLOCK`` points: ``block_moves[b]`` points of block b moved, and columns
+    ``b * _BLOCK`` on of ``moves`` (2, n) hold them, each point and its previous label, in
+    increasing order of the points.
 
     The bound on the rest is loosened by the largest shift among those centres, or, when
     that gives more, by the largest shift among the centres within its centre's reach
@@ -788,10 +790,10 @@ def _bounded_assign(
     state = (X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift)
     n_blocks = (X.shape[0] + _BLOCK - 1) // _BLOCK
     if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
-        return _assign_blocks_parallel(*state, *frame, *scalars, moved_from, n_blocks)
+        return _assign_blocks_parallel(*state, *frame, *scalars, moves, block_moves, n_blocks)
     n_moved = 0
     for block in range(n_blocks):
-        n_moved += _assign_block(state, frame, scalars, moved_from, block)
+        n_moved += _assign_block(state, frame, scalars, moves, block_moves, block)
     return n_moved
 
 
@@ -888,7 +890,8 @@ def _assign_blocks_parallel(
     norm_table,
     norm_low,
     norm_scale,
-    moved_from,
+    moves,
+    block_moves,
     n_blocks,
 ):  # pragma: no cover - compiled
     """:func:`_assign_block` over every block, in parallel (the arrays are passed one by one:
@@ -897,12 +900,12 @@ def _assign_blocks_parallel(
     for block in prange(n_blocks):
         state = (X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift)
         frame = (order, sorted_norms, sorted_centers_t, top_shifts, top_indices, norm_table)
-        n_moved += _assign_block(state, frame, (norm_low, norm_scale), moved_from, block)
+        n_moved += _assign_block(state, frame, (norm_low, norm_scale), moves, block_moves, block)
     return n_moved
 
 
 @njit(cache=True, nogil=True)
-def _assign_block(state, frame, scalars, moved_from, block):  # pragma: no cover - compiled
+def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: no cover
     """:func:`_bounded_assign` on the points of one block; returns how many moved."""
     X, point_norms, centers, nearest, bounds, shift, half_gap, reach, local_shift = state
     order, sorted_norms, sorted_centers_t, top_shifts, top_indices, norm_table = frame
@@ -910,7 +913,6 @@ def _assign_block(state, frame, scalars, moved_from, block):  # pragma: no cover
     n_centers = centers.shape[0]
     n_moved = 0
     for i in range(block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)):
-        moved_from[i] = -1
         current = nearest[0, i]
         second_index = nearest[1, i]
         upper = bounds[0, i] + shift[current]
@@ -940,7 +942,7 @@ def _assign_block(state, frame, scalars, moved_from, block):  # pragma: no cover
         if upper <= lower and upper <= rest:
             continue
         if lower < upper and lower <= rest:  # the second centre is the nearest
-            moved_from[i] = current
+            moves[0, block * _BLOCK + n_moved], moves[1, block * _BLOCK + n_moved] = i, current
             nearest[0, i], nearest[1, i] = second_index, current
             bounds[0, i], bounds[1, i] = lower, upper
             n_moved += 1
@@ -966,11 +968,12 @@ def _assign_block(state, frame, scalars, moved_from, block):  # pragma: no cover
                 else:
                     d3, k3 = distance, k
         if k1 != current:
-            moved_from[i] = current
+            moves[0, block * _BLOCK + n_moved], moves[1, block * _BLOCK + n_moved] = i, current
             nearest[0, i] = k1
             n_moved += 1
         nearest[1, i], nearest[2, i] = k2, k3
         bounds[0, i], bounds[1, i], bounds[2, i] = np.sqrt(d1), np.sqrt(d2), np.sqrt(d3)
+    block_moves[block] = n_moved
     return n_moved
 
 
@@ -1024,7 +1027,8 @@ def lloyd_from(
     n_centers, n_features = centers.shape
     labels = nearest[0]
     point_norms = _row_norms(X)
-    moved_from = np.empty(n_points, dtype=np.intp)
+    moves = np.empty((2, n_points), dtype=np.intp)
+    block_moves = np.empty((n_points + _BLOCK - 1) // _BLOCK, dtype=np.intp)
     separation = _new_separation(n_centers)
     shift = np.empty(n_centers)
     previous = centers.copy()
@@ -1034,7 +1038,9 @@ def lloyd_from(
     if state_centers.shape[0] > 0:
         # A state for these very centres (no shift at all) is exact as it is.
         if _shifts(centers, state_centers, shift) > 0.0:
-            _bounded_assign(X, point_norms, centers, nearest, bounds, shift, separation, moved_from)
+            _bounded_assign(
+                X, point_norms, centers, nearest, bounds, shift, separation, moves, block_moves
+            )
     else:
         _nearest_three(X, centers, nearest, bounds)
     _cluster_sums(X, weights, labels, sums, totals, members)
@@ -1050,25 +1056,24 @@ def lloyd_from(
         total_shift = _shifts(centers, previous, shift)
         converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
         n_moved = _bounded_assign(
-            X, point_norms, centers, nearest, bounds, shift, separation, moved_from
+            X, point_norms, centers, nearest, bounds, shift, separation, moves, block_moves
         )
         if converged:
             break
         if n_moved > _RECOUNT_SHARE * n_points:
             _cluster_sums(X, weights, labels, sums, totals, members)
         elif n_moved > 0:
-            for i in range(n_points):
-                source = moved_from[i]
-                if source < 0:
-                    continue
-                target = nearest[0, i]
-                totals[source] -= weights[i]
-                totals[target] += weights[i]
-                members[source] -= 1
-                members[target] += 1
-                for feature in range(n_features):
-                    sums[source, feature] -= weights[i] * X[i, feature]
-                    sums[target, feature] += weights[i] * X[i, feature]
+            for block in range(block_moves.shape[0]):  # the moves in order of the points
+                for column in range(block * _BLOCK, block * _BLOCK + block_moves[block]):
+                    i, source = moves[0, column], moves[1, column]
+                    target = nearest[0, i]
+                    totals[source] -= weights[i]
+                    totals[target] += weights[i]
+                    members[source] -= 1
+                    members[target] += 1
+                    for feature in range(n_features):
+                        sums[source, feature] -= weights[i] * X[i, feature]
+                        sums[target, feature] += weights[i] * X[i, feature]
     return n_iter, converged
 
 
