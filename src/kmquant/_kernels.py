@@ -233,14 +233,30 @@ def _squared_distance(X, i, centers, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _squared_distance_t(X, i, centers_t, k):  # pragma: no cover - compiled
-    """``||X[i] - centre k||^2`` with the centres transposed (d, k); same sums as
-    :func:`_squared_distance`."""
-    total = 0.0
+def _band_distances(X, i, centers_t, start, stop, out):  # pragma: no cover - compiled
+    """``out[j - start] = ||X[i] - centre j||^2`` for the centres ``start`` to ``stop`` of
+    ``centers_t`` (d, k), with the same sums as :func:`_squared_distance`.
+
+    All the distances are computed first and searched after: computing each one just
+    before its comparison cost 10% more of Lloyd's assignment at K = 256 (exploratory).
+    Three features, the usual case, are written out.
+    """
+    if X.shape[1] == 3:
+        x0, x1, x2 = X[i, 0], X[i, 1], X[i, 2]
+        for position in range(start, stop):
+            e0 = x0 - centers_t[0, position]
+            e1 = x1 - centers_t[1, position]
+            e2 = x2 - centers_t[2, position]
+            out[position - start] = e0 * e0 + e1 * e1 + e2 * e2
+        return
+    for position in range(start, stop):
+        out[position - start] = 0.0
     for feature in range(X.shape[1]):
-        difference = X[i, feature] - centers_t[feature, k]
-        total += difference * difference
-    return total
+        value = X[i, feature]
+        row = centers_t[feature]
+        for position in range(start, stop):
+            difference = value - row[position]
+            out[position - start] += difference * difference
 
 
 # Points per block of the parallel loops: each block reuses one scratch row of distances.
@@ -382,6 +398,7 @@ def _nearest_from_block(
     """:func:`nearest_labels_from` on the points of one block."""
     order, sorted_norms, sorted_centers_t, norm_table, half_gap = frame
     n_features = centers.shape[1]
+    distances = np.empty(centers.shape[0])
     for i in range(block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)):
         guess = guesses[i]
         best = _squared_distance(X, i, centers, guess)
@@ -395,8 +412,9 @@ def _nearest_from_block(
         norm = np.sqrt(norm)
         start, stop = _band(sorted_norms, norm_table, norm_low, norm_scale, norm, radius)
         nearest = guess
+        _band_distances(X, i, sorted_centers_t, start, stop, distances)
         for position in range(start, stop):
-            distance = _squared_distance_t(X, i, sorted_centers_t, position)
+            distance = distances[position - start]
             if distance > best:
                 continue
             k = order[position]
@@ -911,6 +929,7 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
     order, sorted_norms, sorted_centers_t, top_shifts, top_indices, norm_table = frame
     norm_low, norm_scale = scalars
     n_centers = centers.shape[0]
+    distances = np.empty(n_centers)
     n_moved = 0
     for i in range(block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)):
         current = nearest[0, i]
@@ -954,8 +973,9 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
         start, stop = _band(sorted_norms, norm_table, norm_low, norm_scale, point_norms[i], radius)
         # The three centres above lie within the radius, so only those nearer can enter.
         d1, k1, d2, k2, d3, k3 = np.inf, 0, np.inf, 0, radius * radius, n_centers
+        _band_distances(X, i, sorted_centers_t, start, stop, distances)
         for position in range(start, stop):
-            distance = _squared_distance_t(X, i, sorted_centers_t, position)
+            distance = distances[position - start]
             if distance > d3:
                 continue
             k = order[position]
