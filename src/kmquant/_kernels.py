@@ -521,12 +521,23 @@ def _separation(centers, by_norm, shift, separation):  # pragma: no cover - comp
     ``by_norm`` is (norms, order) of the centres (:func:`_centers_by_norm`). Centres are
     visited in order of norm, outwards from each one: a centre whose norm differs by d is at
     least d away, so the walk stops as soon as that exceeds the nearest distance found (or
-    the reach), and each centre meets a few dozen others, not all K.
+    the reach), and each centre meets a few dozen others, not all K. The walk for the local
+    shift visits only the centres that moved.
     """
     half_gap, reach, local_shift, nearest_other = separation
     norms, order = by_norm
     n_centers = centers.shape[0]
     sorted_norms = norms[order]
+    # The centres that moved, in order of norm (by position), and how many of them come
+    # before each position: only they can raise a local shift.
+    moved = np.empty(n_centers, dtype=np.intp)
+    moved_before = np.empty(n_centers, dtype=np.intp)
+    n_moved = 0
+    for position in range(n_centers):
+        moved_before[position] = n_moved
+        if shift[order[position]] > 0.0:
+            moved[n_moved] = position
+            n_moved += 1
     for position in range(n_centers):
         k = order[position]
         nearest = np.inf  # squared
@@ -544,16 +555,19 @@ def _separation(centers, by_norm, shift, separation):  # pragma: no cover - comp
         reach[k] = _NEIGHBOURHOOD_GAPS * np.sqrt(nearest)
         reach_squared = _NEIGHBOURHOOD_GAPS**2 * nearest
         local_shift[k] = 0.0
-        for step in (-1, 1):
-            other = position + step
-            while 0 <= other < n_centers and (sorted_norms[other] - norms[k]) ** 2 < reach_squared:
-                neighbour = order[other]
+        first_after = moved_before[position]
+        if first_after < n_moved and moved[first_after] == position:
+            first_after += 1
+        for step, start in ((-1, moved_before[position] - 1), (1, first_after)):
+            j = start
+            while 0 <= j < n_moved and (sorted_norms[moved[j]] - norms[k]) ** 2 < reach_squared:
+                neighbour = order[moved[j]]
                 # Only a larger shift needs the distance.
                 if shift[neighbour] > local_shift[k] and (
                     _squared_distance(centers, k, centers, neighbour) < reach_squared
                 ):
                     local_shift[k] = shift[neighbour]
-                other += step
+                j += step
 
 
 @njit(cache=True, nogil=True)
