@@ -450,22 +450,57 @@ def test_swaps_escape_a_bad_local_minimum():
     assert sorted(nearest_group.tolist()) == [0, 1, 2]
 
 
-def test_swaps_from_bounds_equal_swaps_from_full_scans(sample_image, monkeypatch):
-    # At 1,536 boxes x 64 centres the trials start from the current bounds and the first
-    # ranking reads Lloyd's state; with the threshold raised, every step scans in full.
+@pytest.mark.parametrize(("n_boxes", "n_colors", "trials"), [(1536, 64, 8), (3072, 256, 6)])
+def test_swaps_from_bounds_equal_swaps_from_full_scans(
+    sample_image, monkeypatch, n_boxes, n_colors, trials
+):
+    # From 65,536 point-centre pairs the trials start from the current bounds and the first
+    # ranking reads Lloyd's state; at K = 256 the ranking after a kept swap computes exact
+    # second distances only where it may need them. With the threshold raised, every step
+    # scans in full.
     from kmquant import engine
 
     histogram = color_histogram(sample_image)
-    X, weights = box_points(histogram.colors.astype(float), histogram.counts.astype(float), 1536)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    X, weights = box_points(colors, counts, n_boxes)
     tol_abs = _tolerance(X, weights, 1e-4)
-    start = initial_centers(X, weights, 64, "k-means++", np.random.default_rng(3))
-    assert X.shape[0] * 64 >= engine._WARM_SWAP_PAIRS
-    warm = improve_by_swaps(X, weights, start, trials=8, max_iter=300, tol_abs=tol_abs)
+    start = initial_centers(X, weights, n_colors, "k-means++", np.random.default_rng(3))
+    assert X.shape[0] * n_colors >= engine._WARM_SWAP_PAIRS
+    warm = improve_by_swaps(X, weights, start, trials=trials, max_iter=300, tol_abs=tol_abs)
     monkeypatch.setattr(engine, "_WARM_SWAP_PAIRS", 10**12)
-    cold = improve_by_swaps(X, weights, start, trials=8, max_iter=300, tol_abs=tol_abs)
+    cold = improve_by_swaps(X, weights, start, trials=trials, max_iter=300, tol_abs=tol_abs)
     np.testing.assert_array_equal(warm[0], cold[0])
     assert warm[1:] == cold[1:]
-    assert warm[2] >= 1
+    assert warm[2] >= 2
+
+
+def test_ranking_from_bounds_gives_the_cheapest_centres_exactly(sample_image):
+    # Removal costs from Lloyd's bounds: exact for the centres that can be among the cheapest,
+    # never below the exact cost elsewhere, so the cheapest are the same centres.
+    from kmquant import engine
+
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    X, weights = box_points(colors, counts, 3072)
+    tol_abs = _tolerance(X, weights, 1e-4)
+    n_points = X.shape[0]
+    for seed in range(4):
+        start = initial_centers(X, weights, 256, "k-means++", np.random.default_rng(seed))
+        run = lloyd(X, weights, start, 300, tol_abs)
+        labels, nearest, second = np.empty(n_points, dtype=np.intp), *np.empty((2, n_points))
+        engine._ranking_distances(X, weights, run, labels, nearest, second)
+        exact = np.empty(n_points, dtype=np.intp), *np.empty((2, n_points))
+        _kernels.nearest_two(X, run.centers, *exact, np.empty(n_points, dtype=np.intp))
+        np.testing.assert_array_equal(labels, exact[0])
+        np.testing.assert_array_equal(nearest, exact[1])
+        cost = np.bincount(labels, weights=weights * (second**2 - nearest**2), minlength=256)
+        exact_cost = np.bincount(
+            labels, weights=weights * (exact[2] ** 2 - exact[1] ** 2), minlength=256
+        )
+        cheapest = np.argsort(exact_cost, kind="stable")[: engine._RANKED]
+        np.testing.assert_array_equal(cost[cheapest], exact_cost[cheapest])
+        assert np.all(cost >= exact_cost)
+        assert (second < exact[2]).sum() == 0 and (second > exact[2]).any()
 
 
 @settings(max_examples=25, deadline=None)

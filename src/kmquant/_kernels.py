@@ -324,6 +324,13 @@ def nearest_two(X, centers, labels, upper, lower, second_labels):  # pragma: no 
             lower[i] = np.sqrt(second)
 
 
+@njit(cache=True, nogil=True)
+def distances_to(X, centers, which, out):  # pragma: no cover - compiled
+    """``out[i] = ||X[i] - centers[which[i]]||``, as :func:`nearest_two` computes it."""
+    for i in range(X.shape[0]):
+        out[i] = np.sqrt(_squared_distance(X, i, centers, which[i]))
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def nearest_labels(X, centers, labels):  # pragma: no cover - compiled
     """Nearest centre of every point (ties: lowest index).
