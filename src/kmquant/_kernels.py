@@ -1068,7 +1068,7 @@ def lloyd_from(
     n_centers, n_features = centers.shape
     labels = nearest[0]
     point_norms = _row_norms(X)
-    moves = np.empty((2, n_points), dtype=np.intp)
+    moves = np.empty((2, n_points), dtype=np.int32)  # 8 bytes a point: at most 2^31 points
     block_moves = np.empty((n_points + _BLOCK - 1) // _BLOCK, dtype=np.intp)
     separation = _new_separation(n_centers)
     shift = np.empty(n_centers)
@@ -1916,7 +1916,7 @@ def split_into_boxes(X, weights, n_boxes):  # pragma: no cover - compiled
     rows = np.empty((n_points, n_features + 1))  # features, then the weight
     rows[:, :n_features] = X
     rows[:, n_features] = weights
-    members = np.arange(n_points)
+    members = np.arange(n_points, dtype=np.int32)  # 4 bytes a point: at most 2^31 points
     starts = np.zeros(n_boxes, dtype=np.int64)
     stops = np.zeros(n_boxes, dtype=np.int64)
     weight = np.zeros(n_boxes)

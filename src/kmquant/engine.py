@@ -17,8 +17,11 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    (the points' extra squared distance to their second-nearest centre) and splits the cluster
    with the largest J along its principal axis, then runs Lloyd again. The swap is kept only
    when J drops. This is the targeted form of Fränti's random-swap clustering [1]_. A trial
-   starts from the current solution's bounds, loosened by the two moved centres' moves.
-4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence; its
+   starts from the current solution's bounds, loosened by the two moved centres' moves; at
+   large K the next ranking, too, reads those bounds (:func:`_ranking_distances`).
+4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence. Its
+   first scan runs box by box: a colour's three nearest centres are searched only among the
+   few that can be near its box (:func:`kmquant._kernels.nearest_three_by_boxes`). Its
    labels are where the search for each colour's nearest palette entry starts.
 
 ``speed="fast"`` on RGB pixels skips all of this (:func:`kmquant.quantize.quantize_by_cells`):
