@@ -207,13 +207,7 @@ def coarse_points(
     weights : ndarray of float64, shape (m,)
         Total count of each cell.
     """
-    shift = 8 - bits
-    cells = (
-        np.zeros(colors.shape[0], dtype=np.int64) if classes is None else classes.astype(np.int64)
-    )
-    for channel in range(colors.shape[1]):
-        cells = (cells << bits) | (colors[:, channel].astype(np.int64) >> shift)
-    cell_index = _rank_of_values(cells)
+    cell_index = cells_of(colors, bits, classes=classes)
     source = colors.astype(np.float64) if points is None else points
     weights = np.bincount(cell_index, weights=counts.astype(np.float64))
     merged = np.empty((weights.shape[0], source.shape[1]))
@@ -221,6 +215,18 @@ def coarse_points(
         merged[:, feature] = np.bincount(cell_index, weights=counts * source[:, feature])
     merged /= weights[:, None]
     return merged, weights
+
+
+def cells_of(colors: np.ndarray, bits: int, *, classes: np.ndarray | None = None) -> np.ndarray:
+    """Each colour's cell of :func:`coarse_points`: the rank of its top ``bits`` bits per
+    channel (and class) among the occupied cells, so its row of the merged points."""
+    shift = 8 - bits
+    cells = (
+        np.zeros(colors.shape[0], dtype=np.int64) if classes is None else classes.astype(np.int64)
+    )
+    for channel in range(colors.shape[1]):
+        cells = (cells << bits) | (colors[:, channel].astype(np.int64) >> shift)
+    return _rank_of_values(cells)
 
 
 # Up to this many possible cells, cells are ranked by a table rather than by sorting.

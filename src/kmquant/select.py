@@ -31,7 +31,14 @@ import numpy as np
 from . import _kernels
 from ._exceptions import QualityTooLowError
 from .colorspace import features_to_palette
-from .engine import _split_along_principal_axis, initial_centers, lloyd, working_points
+from .engine import (
+    LloydRun,
+    _split_along_principal_axis,
+    cells_of,
+    initial_centers,
+    lloyd,
+    working_points,
+)
 from .histogram import ColorHistogram, color_histogram
 from .io import encode_png
 from .kmeans import _tolerance
@@ -44,6 +51,7 @@ from .quantize import (
     prepare_pixels,
     quantize_histogram,
 )
+from .remap import GUESSES_FROM_ENTRIES
 
 __all__ = [
     "Choice",
@@ -154,13 +162,18 @@ def find_knee(x: Sequence[float], y: Sequence[float]) -> int:
 # --------------------------------------------------------------------------------------- elbow
 
 
-def _widen(X: np.ndarray, weights: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """One more centre: split the cluster with the largest inertia along its main axis."""
-    labels = np.empty(X.shape[0], dtype=np.intp)
+# The elbow sweep's Lloyd runs on colours merged to this many bits per channel.
+_ELBOW_CELL_BITS = 5
+
+
+def _widen(X: np.ndarray, weights: np.ndarray, run: LloydRun) -> np.ndarray:
+    """One more centre: split the cluster with the largest inertia along its main axis.
+
+    ``run`` is Lloyd's run on ``X``, whose labels are every point's nearest centre.
+    """
+    centers, labels = run.centers, run.labels
     nearest = np.empty(X.shape[0])
-    second = np.empty(X.shape[0])
-    second_labels = np.empty(X.shape[0], dtype=np.intp)
-    _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
+    _kernels.distances_to(X, centers, labels, nearest)
     cluster_inertia = np.bincount(labels, weights=weights * nearest**2, minlength=len(centers))
     widest = int(np.argmax(cluster_inertia))
     members = labels == widest
@@ -220,11 +233,20 @@ def elbow_curve(
         problem.colors,
         problem.counts,
         max(1, ks[-1] - n_reserved),
-        5,
+        _ELBOW_CELL_BITS,
         points=problem.points,
         classes=problem.classes,
     )
     tol_abs = _tolerance(X[:, : problem.tolerance_columns], weights, tol)
+    # Each colour's row of X: from 32 entries on, the nearest centre of that row is where the
+    # search for the colour's palette entry starts (the result does not depend on it).
+    rows = None
+    if problem.n_candidates == histogram.n_colors:
+        rows = (
+            np.arange(len(X))
+            if X is problem.points
+            else cells_of(problem.colors, _ELBOW_CELL_BITS, classes=problem.classes)
+        )
     n_pixel_values = float(pixels.shape[0] * pixels.shape[1] * pixels.shape[2])
     wanted = set(ks)
     points: list[ElbowPoint] = []
@@ -251,30 +273,37 @@ def elbow_curve(
 
     try:
         with ThreadPoolExecutor(n_encoders) as encoders:
-            centers = None
+            centers, run = None, None
             for k in range(ks[0], ks[-1] + 1):
                 n_free = k - n_reserved
                 clustered = 1 <= n_free < problem.n_candidates
                 if clustered:
                     # Every K in the range moves the centres on (the warm start of K + 1)...
-                    if centers is None:
+                    if run is None:
                         centers = initial_centers(X, weights, n_free, "k-means++", generator)
                     else:
-                        centers = _widen(X, weights, centers)
-                    centers = lloyd(X, weights, centers, max_iter, tol_abs).centers
+                        centers = _widen(X, weights, run)
+                    run = lloyd(X, weights, centers, max_iter, tol_abs)
+                    centers = run.centers
                 if k not in wanted:
                     continue
                 # ... but only the K asked for become palettes and images.
-                if centers is not None and clustered:
-                    found = features_to_palette(centers, "rgb", problem.n_channels)
+                guesses = None
+                if run is not None and clustered:
+                    found = features_to_palette(run.centers, "rgb", problem.n_channels)
+                    palette, places = problem.palette_and_places(found)
+                    if rows is not None and len(palette) >= GUESSES_FROM_ENTRIES:
+                        guesses = places.astype(np.uint8)[run.labels[rows]]
                 else:
                     found = problem.colors if n_free >= 1 else problem.reserved[:0]
+                    palette = problem.palette_with(found)
                 result = apply_palette(
                     histogram,
                     shape,
-                    problem.palette_with(found),
+                    palette,
                     squeeze_channels=squeezed,
                     color_points=problem.all_points,
+                    color_guesses=guesses,
                 )
                 pending.append((k, result.inertia, encoders.submit(encode_png, result, optimize=0)))
                 if len(pending) > n_encoders:
