@@ -1000,14 +1000,8 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
             if distance > d3:
                 continue
             k = order[position]
-            # Ties go to the lowest index, as in a scan in index order.
-            if distance < d3 or k < k3:
-                if distance < d1 or (distance == d1 and k < k1):
-                    d1, k1, d2, k2, d3, k3 = distance, k, d1, k1, d2, k2
-                elif distance < d2 or (distance == d2 and k < k2):
-                    d2, k2, d3, k3 = distance, k, d2, k2
-                else:
-                    d3, k3 = distance, k
+            if distance < d3 or k < k3:  # ties go to the lowest index
+                d1, k1, d2, k2, d3, k3 = _with_candidate(distance, k, d1, k1, d2, k2, d3, k3)
         if k1 != current:
             moves[0, block * _BLOCK + n_moved], moves[1, block * _BLOCK + n_moved] = i, current
             nearest[0, i] = k1
