@@ -401,6 +401,30 @@ class ClusteringProblem:
         places[order] = np.arange(len(order))
         return entries[order], places[len(self.reserved) :]
 
+    def entry_guesses(
+        self,
+        palette: np.ndarray,
+        places: np.ndarray,
+        center_labels: np.ndarray | None,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray | None:
+        """A likely palette entry of every colour of the histogram, one byte each, from
+        each candidate's nearest k-means centre and where those centres went in the palette
+        (``places``, from :meth:`palette_and_places`); None where guesses are not worth it
+        (small palettes, reserved colours, no labels).
+
+        ``center_labels`` are the candidates' nearest centres, or, with ``rows``, those of
+        the points k-means ran on, candidate i's being point ``rows[i]``.
+        """
+        if (
+            center_labels is None
+            or self.n_candidates != len(self.all_points)
+            or len(palette) < GUESSES_FROM_ENTRIES
+        ):
+            return None
+        labels = center_labels if rows is None else center_labels[rows]
+        return places.astype(np.uint8)[labels]
+
 
 def clustering_problem(histogram: ColorHistogram, space: str) -> ClusteringProblem:
     """Split a histogram into reserved entries and the colours k-means clusters in ``space``."""
@@ -484,13 +508,7 @@ def quantize_histogram(
     palette, places = problem.palette_and_places(found)
     # k-means's labels of every colour are good guesses of its nearest palette entry, kept
     # in a byte each (at most 256 entries) while the pixels are mapped.
-    guesses = None
-    if (
-        fit_labels is not None
-        and problem.n_candidates == histogram.n_colors
-        and len(palette) >= GUESSES_FROM_ENTRIES
-    ):
-        guesses = places.astype(np.uint8)[fit_labels]
+    guesses = problem.entry_guesses(palette, places, fit_labels)
     del fit_labels  # 8 bytes a colour
     return apply_palette(
         histogram,

@@ -51,7 +51,6 @@ from .quantize import (
     prepare_pixels,
     quantize_histogram,
 )
-from .remap import GUESSES_FROM_ENTRIES
 
 __all__ = [
     "Choice",
@@ -238,15 +237,14 @@ def elbow_curve(
         classes=problem.classes,
     )
     tol_abs = _tolerance(X[:, : problem.tolerance_columns], weights, tol)
-    # Each colour's row of X: from 32 entries on, the nearest centre of that row is where the
-    # search for the colour's palette entry starts (the result does not depend on it).
-    rows = None
-    if problem.n_candidates == histogram.n_colors:
-        rows = (
-            np.arange(len(X))
-            if X is problem.points
-            else cells_of(problem.colors, _ELBOW_CELL_BITS, classes=problem.classes)
-        )
+    # Each candidate's row of X: the nearest centre of that row is where the search for the
+    # colour's palette entry may start (ClusteringProblem.entry_guesses; the result does not
+    # depend on it).
+    rows = (
+        np.arange(len(X))
+        if X is problem.points
+        else cells_of(problem.colors, _ELBOW_CELL_BITS, classes=problem.classes)
+    )
     n_pixel_values = float(pixels.shape[0] * pixels.shape[1] * pixels.shape[2])
     wanted = set(ks)
     points: list[ElbowPoint] = []
@@ -273,18 +271,18 @@ def elbow_curve(
 
     try:
         with ThreadPoolExecutor(n_encoders) as encoders:
-            centers, run = None, None
+            run = None
             for k in range(ks[0], ks[-1] + 1):
                 n_free = k - n_reserved
                 clustered = 1 <= n_free < problem.n_candidates
                 if clustered:
                     # Every K in the range moves the centres on (the warm start of K + 1)...
-                    if run is None:
-                        centers = initial_centers(X, weights, n_free, "k-means++", generator)
-                    else:
-                        centers = _widen(X, weights, run)
-                    run = lloyd(X, weights, centers, max_iter, tol_abs)
-                    centers = run.centers
+                    start = (
+                        initial_centers(X, weights, n_free, "k-means++", generator)
+                        if run is None
+                        else _widen(X, weights, run)
+                    )
+                    run = lloyd(X, weights, start, max_iter, tol_abs)
                 if k not in wanted:
                     continue
                 # ... but only the K asked for become palettes and images.
@@ -292,8 +290,7 @@ def elbow_curve(
                 if run is not None and clustered:
                     found = features_to_palette(run.centers, "rgb", problem.n_channels)
                     palette, places = problem.palette_and_places(found)
-                    if rows is not None and len(palette) >= GUESSES_FROM_ENTRIES:
-                        guesses = places.astype(np.uint8)[run.labels[rows]]
+                    guesses = problem.entry_guesses(palette, places, run.labels, rows)
                 else:
                     found = problem.colors if n_free >= 1 else problem.reserved[:0]
                     palette = problem.palette_with(found)
