@@ -95,6 +95,26 @@ def test_dask_local_cluster_matches_the_local_pool_byte_for_byte(mixed_folder, t
     assert visible_files(tmp_path / "local") == visible_files(tmp_path / "dask")
 
 
+def test_an_animation_is_compressed_from_its_first_frame_with_a_note(tmp_path, capsys, small_photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first, second = Image.fromarray(small_photo), Image.fromarray(255 - small_photo)
+    first.save(folder / "moving.gif", save_all=True, append_images=[second])
+    out = tmp_path / "out"
+    assert main(["batch", str(folder), "-o", str(out), "-k", "8", "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "1 files: 1 done" in captured.out
+    assert (
+        "done moving.png:" in captured.err
+        and "has 2 frames; only the first is read" in captured.err
+    )
+    with Image.open(folder / "moving.gif") as animation:
+        first_frame = np.asarray(animation.convert("RGB"))
+    written = read_image(out / "moving.png")
+    # Eight colours of the first frame, not of the second (its negative).
+    assert np.abs(written.astype(int) - first_frame).mean() < 20
+
+
 def test_skip_if_larger_writes_nothing_when_it_does_not_pay(tmp_path, capsys, small_photo):
     from kmquant import encode_png, quantize
 

@@ -1,6 +1,7 @@
 import io
 import os
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 from kmquant import (
     ImageReadError,
     ImageWriteError,
+    KmquantWarning,
     OutputExistsError,
     encode_png,
     quantize,
@@ -157,7 +159,16 @@ def test_gif_gives_its_first_frame(small_photo):
     first = Image.fromarray(small_photo).quantize(16)
     second = Image.fromarray(255 - small_photo).quantize(16)
     data = save_with_pillow(first, "GIF", save_all=True, append_images=[second])
-    np.testing.assert_array_equal(read_image(data), np.asarray(first.convert("RGB")))
+    with pytest.warns(KmquantWarning, match="has 2 frames; only the first is read"):
+        decoded = read_image(data)
+    np.testing.assert_array_equal(decoded, np.asarray(first.convert("RGB")))
+
+
+def test_still_images_read_without_warnings(small_photo):
+    data = save_with_pillow(Image.fromarray(small_photo), "GIF")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(data)
 
 
 def test_greyscale_pgm_becomes_three_equal_channels(small_photo):

@@ -53,6 +53,7 @@ def test_page_and_openapi(client):
 
 def test_upload_then_requantize(client, uploaded, small_photo):
     assert uploaded["width"] == 64 and uploaded["height"] == 48 and not uploaded["has_alpha"]
+    assert uploaded["notes"] == []
     answer = client.get(f"/api/images/{uploaded['id']}/quantize", params={"k": 8}).json()
     preview = read_image(base64.b64decode(answer["png"]))
     assert preview.shape == small_photo.shape
@@ -108,6 +109,18 @@ def test_sample_and_transparency(client, sample_image):
     assert info["has_alpha"]
     answer = client.get(f"/api/images/{info['id']}/quantize", params={"k": 8}).json()
     assert read_image(base64.b64decode(answer["png"])).shape == (40, 40, 4)
+
+
+def test_an_animation_uploads_its_first_frame_with_a_note(client, small_photo):
+    buffer = io.BytesIO()
+    first, second = Image.fromarray(small_photo), Image.fromarray(255 - small_photo)
+    first.save(buffer, "GIF", save_all=True, append_images=[second])
+    info = client.post("/api/images?name=moving.gif", content=buffer.getvalue()).json()
+    assert info["notes"] == ["the upload has 2 frames; only the first is read"]
+    original = read_image(client.get(f"/api/images/{info['id']}/original.png").content)
+    buffer.seek(0)
+    with Image.open(buffer) as animation:
+        np.testing.assert_array_equal(original, np.asarray(animation.convert("RGB")))
 
 
 @pytest.mark.parametrize(

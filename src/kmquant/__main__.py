@@ -433,7 +433,8 @@ def _reporting_warnings() -> Iterator[None]:
 
 def _read_input(name: str) -> tuple[bytes, np.ndarray]:
     data = sys.stdin.buffer.read() if name == STDIO else read_bytes(name)
-    return data, decode_image(data, "<stdin>" if name == STDIO else name)
+    with _reporting_warnings():  # an animation's left-out frames
+        return data, decode_image(data, "<stdin>" if name == STDIO else name)
 
 
 def _rendering(args: argparse.Namespace) -> dict[str, Any]:
@@ -778,6 +779,8 @@ class _BatchProgress:
                 f"{outcome.input_bytes:,} -> {outcome.output_bytes:,} bytes, "
                 f"PSNR {outcome.psnr:.2f} dB, {outcome.seconds:.2f} s"
             )
+            if outcome.reason:
+                detail += f" (note: {outcome.reason})"
         print(
             f"[{self.count}/{self.total}] {outcome.status} {outcome.job.relative}: {detail}",
             file=sys.stderr,

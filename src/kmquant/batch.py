@@ -75,7 +75,11 @@ class BatchOptions:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """How one job ended: ``status`` is "done", "skipped" or "failed"; ``reason`` says why."""
+    """How one job ended: ``status`` is "done", "skipped" or "failed"; ``reason`` says why.
+
+    A "done" job's ``reason`` is empty, or notes what was left out of its input (an
+    animation's frames after the first).
+    """
 
     job: BatchJob
     status: str
@@ -235,9 +239,12 @@ def compress_job(job: BatchJob, options: BatchOptions) -> BatchOutcome:
         return BatchOutcome(job, "skipped", "output exists")
     try:
         data = _read(job.source)
-        image = decode_image(data, job.source)
         import warnings
 
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            image = decode_image(data, job.source)  # an animation warns: noted in the outcome
+        note = "; ".join(str(warning.message) for warning in caught)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = _compress_pixels(image, options)
@@ -260,7 +267,7 @@ def compress_job(job: BatchJob, options: BatchOptions) -> BatchOutcome:
         return BatchOutcome(
             job, "failed", f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started
         )
-    return BatchOutcome(job, "done", "", len(data), len(png), peak, time.perf_counter() - started)
+    return BatchOutcome(job, "done", note, len(data), len(png), peak, time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------------------- shared palette

@@ -2,7 +2,8 @@
 
 Reading goes through Pillow and always yields uint8 RGB (H, W, 3) or RGBA (H, W, 4): EXIF
 orientation is applied, greyscale is expanded to three equal channels, 16-bit samples are scaled
-to 8 bits, palette and CMYK images are converted, and animations give their first frame.
+to 8 bits, palette and CMYK images are converted, and animations give their first frame (with a
+:class:`~kmquant.KmquantWarning` saying how many frames were left out).
 
 Writing is atomic: the bytes go to a temporary file in the destination folder, which is then
 renamed (or hard-linked) into place, so a reader never sees half a file and an interrupted run
@@ -15,13 +16,14 @@ import contextlib
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._exceptions import ImageReadError, ImageWriteError, OutputExistsError
+from ._exceptions import ImageReadError, ImageWriteError, KmquantWarning, OutputExistsError
 from .quantize import QuantizedImage
 
 __all__ = [
@@ -100,19 +102,31 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
         The whole file: PNG, JPEG, PPM/PGM, BMP, TIFF, WebP, GIF (first frame), or anything
         else Pillow reads.
     name : str, optional
-        Used in error messages.
+        Used in error and warning messages.
 
     Raises
     ------
     ImageReadError
         If the bytes are empty, not an image, truncated, or have too many pixels.
+
+    Warns
+    -----
+    KmquantWarning
+        If the file is an animation: only its first frame is read.
     """
     if not data:
         raise ImageReadError(f"cannot read '{name}': the file is empty")
     try:
         with Image.open(io.BytesIO(data)) as opened:
+            n_frames = getattr(opened, "n_frames", 1)
             opened.seek(0)
             opened.load()
+            if n_frames > 1:
+                warnings.warn(
+                    f"'{name}' has {n_frames} frames; only the first is read",
+                    KmquantWarning,
+                    stacklevel=2,
+                )
             # In place: without it Pillow returns a copy even when nothing needs turning.
             ImageOps.exif_transpose(opened, in_place=True)
             return _to_array(opened)

@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
-from .._exceptions import ImageReadError, KmquantError
+from .._exceptions import ImageReadError, KmquantError, KmquantWarning
 from .._sample import sample_image_path
 from ..colorspace import SPACES
 from ..histogram import ColorHistogram, color_histogram
@@ -123,12 +123,18 @@ def _store_image(store: ImageStore, data: bytes, name: str, max_pixels: int) -> 
             400, f"image has {width * height:,} pixels, more than the limit of {max_pixels:,}"
         )
     try:
-        with warnings.catch_warnings():
-            # Within our own pixel limit, Pillow's generic bomb warning says nothing new.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             image = decode_image(data, name)
     except ImageReadError as error:
         raise HTTPException(400, str(error).replace(f"'{name}'", "the upload")) from None
+    # Within our own pixel limit, Pillow's generic bomb warning says nothing new; ours (an
+    # animation's left-out frames) go back to the page.
+    notes = [
+        str(warning.message).replace(f"'{name}'", "the upload")
+        for warning in caught
+        if issubclass(warning.category, KmquantWarning)
+    ]
     pixels, _ = prepare_pixels(image)
     stored = StoredImage(
         pixels=pixels, histogram=color_histogram(pixels), input_bytes=len(data), name=name
@@ -143,6 +149,7 @@ def _store_image(store: ImageStore, data: bytes, name: str, max_pixels: int) -> 
         "distinct_colors": stored.histogram.n_colors,
         "has_alpha": pixels.shape[2] == 4,
         "input_bytes": len(data),
+        "notes": notes,
     }
 
 
