@@ -404,7 +404,27 @@ def test_boxes_hold_every_point_once_at_their_means(sample_image):
         np.testing.assert_allclose(
             boxes.points[box], np.average(colors[held], axis=0, weights=counts[held])
         )
+    # The colours' own spread, which sets the final Lloyd's tolerance.
+    assert boxes.scatter == pytest.approx(
+        _tolerance(colors, counts, 1.0) * counts.sum() * 3, rel=1e-9
+    )
     assert split_into_boxes(colors[:3], counts[:3], 3) is None
+
+
+def test_compiled_inertia_and_pixel_labels_match_numpy(sample_image):
+    histogram = color_histogram(sample_image[:101, :103])  # not a whole number of blocks
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    rng = np.random.default_rng(0)
+    centers = rng.uniform(0, 255, (16, 3))
+    labels = rng.integers(0, 16, len(colors))
+    expected = np.sum(counts * np.sum((colors - centers[labels]) ** 2, axis=1))
+    assert _kernels.weighted_inertia(colors, counts, centers, labels) == pytest.approx(
+        expected, rel=1e-12
+    )
+    color_labels = labels.astype(np.uint8)
+    pixel_labels = _kernels.pixel_labels(color_labels, histogram.inverse)
+    assert pixel_labels.dtype == np.uint8
+    np.testing.assert_array_equal(pixel_labels, color_labels[histogram.inverse])
 
 
 @pytest.mark.parametrize("n_colors", [1, 2, 16, 256])

@@ -1774,6 +1774,28 @@ def pixel_squared_error(colors, inverse, palette, labels):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
+def weighted_inertia(X, weights, centers, labels):  # pragma: no cover - compiled
+    """J = sum_i ``weights[i] * ||X[i] - centers[labels[i]]||^2``, the differences taken
+    directly (not through the dot-product expansion), in order of the points."""
+    total = 0.0
+    for i in range(labels.shape[0]):
+        total += weights[i] * _squared_distance(X, i, centers, labels[i])
+    return total
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def pixel_labels(color_labels, inverse):  # pragma: no cover - compiled
+    """Every pixel's label from its colour's, ``color_labels[inverse]``, on every thread
+    (numpy's fancy indexing takes one)."""
+    labels = np.empty(inverse.shape[0], dtype=color_labels.dtype)
+    n_blocks = (inverse.shape[0] + _BLOCK - 1) // _BLOCK
+    for block in prange(n_blocks):
+        for i in range(block * _BLOCK, min(inverse.shape[0], (block + 1) * _BLOCK)):
+            labels[i] = color_labels[inverse[i]]
+    return labels
+
+
+@njit(cache=True, nogil=True)
 def color_squared_error(colors, counts, palette, labels):  # pragma: no cover - compiled
     """Sum over distinct colours of ``counts[j] * ||colors[j] - palette[labels[j]]||^2``."""
     total = 0.0
@@ -1887,7 +1909,7 @@ def _heap_pop(heap, keys, size):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def variance_split(X, weights, n_boxes):  # pragma: no cover - compiled
     """:func:`split_into_boxes`' box means (m, d) and total weights (m,) alone."""
-    means, box_weights, _, _, _ = split_into_boxes(X, weights, n_boxes)
+    means, box_weights, _, _, _, _ = split_into_boxes(X, weights, n_boxes)
     return means, box_weights
 
 
@@ -1900,10 +1922,11 @@ def split_into_boxes(X, weights, n_boxes):  # pragma: no cover - compiled
     the feature in which it spreads most (as Wu's and median-cut quantizers do). One pass
     over a copy of the box's rows both partitions them in place and sums the low side's
     weight, w * x and w * x^2 (the high side's are the box's minus those), from which the
-    sides' means and J_b follow. Returns ``(means, weights, members, starts, stops)``: the
-    boxes' weighted means (m, d) and total weights (m,), m < ``n_boxes`` only when no box
-    can be cut further; the points' indices grouped box by box (n,), box b's being
-    ``members[starts[b]:stops[b]]``. Serial and without randomness: the same points always
+    sides' means and J_b follow. Returns ``(means, weights, members, starts, stops,
+    scatter)``: the boxes' weighted means (m, d) and total weights (m,), m < ``n_boxes``
+    only when no box can be cut further; the points' indices grouped box by box (n,), box
+    b's being ``members[starts[b]:stops[b]]``; and the first box's J_b, the points' own sum
+    of w * ||x - mean||^2. Serial and without randomness: the same points always
     give the same boxes.
     """
     n_points, n_features = X.shape
@@ -1927,6 +1950,7 @@ def split_into_boxes(X, weights, n_boxes):  # pragma: no cover - compiled
             sums[0, feature] += rows[i, n_features] * rows[i, feature]
             squares[0, feature] += rows[i, n_features] * rows[i, feature] ** 2
     scatter[0] = _scatter_of(weight, sums, squares, 0)
+    total_scatter = scatter[0]
     heap_size = _heap_push(heap, scatter, 0, 0) if n_points >= 2 and scatter[0] > 0.0 else 0
     n_found = 1
     while n_found < n_boxes and heap_size > 0:
@@ -1980,7 +2004,14 @@ def split_into_boxes(X, weights, n_boxes):  # pragma: no cover - compiled
     for box in range(n_found):
         for feature in range(n_features):
             means[box, feature] = sums[box, feature] / weight[box]
-    return means, weight[:n_found].copy(), members, starts[:n_found].copy(), stops[:n_found].copy()
+    return (
+        means,
+        weight[:n_found].copy(),
+        members,
+        starts[:n_found].copy(),
+        stops[:n_found].copy(),
+        total_scatter,
+    )
 
 
 # ------------------------------------------------------------------ SSIM of uint8 images

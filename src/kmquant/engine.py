@@ -43,7 +43,6 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels
-from .kmeans import _inertia as inertia_of_labels
 from .kmeans import _init_random, _tolerance
 
 __all__ = [
@@ -250,13 +249,15 @@ def _rank_of_values(values: np.ndarray) -> np.ndarray:
 class Boxes(NamedTuple):
     """Weighted points merged into boxes (:func:`split_into_boxes`): each box's mean
     (``points`` (m, d)) and total weight (``weights`` (m,)), and the indices of the points
-    it holds, box b's being ``members[starts[b]:stops[b]]``."""
+    it holds, box b's being ``members[starts[b]:stops[b]]``; ``scatter``, the points' sum of
+    w * ||x - mean||^2 (what the first cut started from)."""
 
     points: np.ndarray
     weights: np.ndarray
     members: np.ndarray
     starts: np.ndarray
     stops: np.ndarray
+    scatter: float
 
 
 def split_into_boxes(points: np.ndarray, weights: np.ndarray, n_boxes: int) -> Boxes | None:
@@ -463,7 +464,7 @@ def best_restart(
     best = 0
     best_inertia = math.inf
     for run in range(n_init):
-        inertia = inertia_of_labels(X, weights, starts[run], labels[run])
+        inertia = _kernels.weighted_inertia(X, weights, starts[run], labels[run])
         if inertia < best_inertia:
             best, best_inertia = run, inertia
     return starts[best], best_inertia, int(n_iters[best])
@@ -596,7 +597,7 @@ def improve_by_swaps(
     else:
         _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
     cheapest, widest = rank_centers()
-    inertia = inertia_of_labels(X, weights, centers, labels)
+    inertia = _kernels.weighted_inertia(X, weights, centers, labels)
     tried: set[tuple[int, int]] = set()
     accepted = 0
     for _ in range(trials):
@@ -624,7 +625,7 @@ def improve_by_swaps(
         run = lloyd(X, weights, candidate, max_iter, tol_abs, after=current)
         # Lloyd's labels price the trial; the second-nearest distances, which only the next
         # removal costs need, are found only for a swap that is kept.
-        candidate_inertia = inertia_of_labels(X, weights, run.centers, run.labels)
+        candidate_inertia = _kernels.weighted_inertia(X, weights, run.centers, run.labels)
         if candidate_inertia < inertia * (1.0 - 1e-9):
             centers, inertia = run.centers, candidate_inertia
             current = run if warm else None
@@ -689,6 +690,9 @@ def fit_centers(
         )
 
     def tolerance(data: np.ndarray, data_weights: np.ndarray) -> float:
+        if data is features and boxes is not None and tolerance_columns is None:
+            # The boxes' first cut already summed the colours' spread: no pass to repeat.
+            return boxes.scatter / (float(np.sum(weights_all)) * data.shape[1]) * tol
         return _tolerance(data[:, :tolerance_columns], data_weights, tol)
 
     tol_abs = tolerance(X, weights)

@@ -17,6 +17,7 @@ from ._kernels import (
     color_squared_error,
     label_counts,
     labels_through_cells,
+    pixel_labels,
     pixel_squared_error,
 )
 from .colorspace import (
@@ -750,7 +751,7 @@ def apply_palette(
             pixel_squared_error(histogram.colors, histogram.inverse, palette, labels.reshape(-1))
         )
     else:
-        labels = color_labels[histogram.inverse].reshape(shape)
+        labels = pixel_labels(color_labels, histogram.inverse).reshape(shape)
         inertia = float(
             color_squared_error(histogram.colors, histogram.counts, palette, color_labels)
         )
