@@ -427,6 +427,24 @@ def test_compiled_inertia_and_pixel_labels_match_numpy(sample_image):
     np.testing.assert_array_equal(pixel_labels, color_labels[histogram.inverse])
 
 
+def test_per_pixel_sums_over_blocks_match_numpy(sample_image):
+    # 393,216 pixels: six blocks of 2^16, the last one short of nothing; then a ragged crop.
+    for image in (sample_image, sample_image[:301, :307]):
+        histogram = color_histogram(image)
+        palette = quantize(image, 16, rng=0).palette
+        rng = np.random.default_rng(1)
+        labels = rng.integers(0, 16, image.shape[0] * image.shape[1]).astype(np.uint8)
+        np.testing.assert_array_equal(
+            _kernels.label_counts(labels, 16), np.bincount(labels, minlength=16)
+        )
+        pixels = histogram.colors[histogram.inverse].astype(np.int64)
+        expected = int(np.sum((pixels - palette[labels].astype(np.int64)) ** 2))
+        # Integer squares: exact in any order.
+        assert _kernels.pixel_squared_error(
+            histogram.colors, histogram.inverse, palette, labels
+        ) == float(expected)
+
+
 @pytest.mark.parametrize("n_colors", [1, 2, 16, 256])
 def test_scan_box_by_box_equals_the_full_scan(sample_image, n_colors):
     # Centres on colours (integer distances, so exact ties) and one repeated: the three

@@ -1644,7 +1644,10 @@ def _diffuse_band_3(
     """:func:`dither_floyd_steinberg_3`'s diffusion over the rows of one band."""
     # The row loop below is dither_floyd_steinberg's, written out again on purpose, with
     # one variable per feature and the grid search inline: with the search in a helper
-    # called per pixel the kernel ran 4 times slower (measured on a photo at K = 16).
+    # called per pixel the kernel ran 4 times slower (measured on a photo at K = 16). The
+    # share passed ahead stays in variables instead of going through ``current``, and the
+    # other three are written out, not looped over: the same sums in the same order, in
+    # 0.94x the time at K = 16 and 0.87x at K = 64 on the photos (exploratory).
     counts, candidates, low_0, low_1, low_2, per_0, per_1, per_2 = grid
     height, width = labels.shape
     limit_squared = max_error * max_error
@@ -1654,11 +1657,12 @@ def _diffuse_band_3(
         current, following = errors[row % 2], errors[(row + 1) % 2]
         forward = row % 2 == 0
         direction = 1 if forward else -1
+        ahead_0 = ahead_1 = ahead_2 = 0.0  # what the previous pixel passes ahead (7/16)
         for step in range(width):
             column = step if forward else width - 1 - step
-            carried_0 = current[column + 1, 0]
-            carried_1 = current[column + 1, 1]
-            carried_2 = current[column + 1, 2]
+            carried_0 = current[column + 1, 0] + ahead_0
+            carried_1 = current[column + 1, 1] + ahead_1
+            carried_2 = current[column + 1, 2] + ahead_2
             carried = carried_0 * carried_0 + carried_1 * carried_1 + carried_2 * carried_2
             if carried > limit_squared:  # see dither_floyd_steinberg
                 scale = max_error / np.sqrt(carried)
@@ -1701,15 +1705,18 @@ def _diffuse_band_3(
             ahead = column + 1 + direction
             behind = column + 1 - direction
             below = column + 1
-            for share, row_errors, at in (
-                (7.0 / 16.0, current, ahead),
-                (3.0 / 16.0, following, behind),
-                (5.0 / 16.0, following, below),
-                (1.0 / 16.0, following, ahead),
-            ):
-                row_errors[at, 0] += error_0 * share
-                row_errors[at, 1] += error_1 * share
-                row_errors[at, 2] += error_2 * share
+            ahead_0 = error_0 * (7.0 / 16.0)
+            ahead_1 = error_1 * (7.0 / 16.0)
+            ahead_2 = error_2 * (7.0 / 16.0)
+            following[behind, 0] += error_0 * (3.0 / 16.0)
+            following[behind, 1] += error_1 * (3.0 / 16.0)
+            following[behind, 2] += error_2 * (3.0 / 16.0)
+            following[below, 0] += error_0 * (5.0 / 16.0)
+            following[below, 1] += error_1 * (5.0 / 16.0)
+            following[below, 2] += error_2 * (5.0 / 16.0)
+            following[ahead, 0] += error_0 * (1.0 / 16.0)
+            following[ahead, 1] += error_1 * (1.0 / 16.0)
+            following[ahead, 2] += error_2 * (1.0 / 16.0)
         current[:, :] = 0.0  # the row after next starts with nothing carried
 
 
@@ -1754,22 +1761,44 @@ def dither_ordered(
     return labels
 
 
-@njit(cache=True, nogil=True)
+# Pixels per block of the per-pixel sums below: fixed blocks, so the sums do not depend on
+# the number of threads.
+_PIXEL_BLOCK = 1 << 16
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def label_counts(labels, n_entries):  # pragma: no cover - compiled
     """Pixels per palette entry: ``np.bincount(labels, minlength=n_entries)`` without the
-    8-byte copy of every label that numpy's bincount makes."""
-    counts = np.zeros(n_entries, dtype=np.int64)
-    for i in range(labels.shape[0]):
-        counts[labels[i]] += 1
+    8-byte copy of every label that numpy's bincount makes, block by block in parallel."""
+    n_blocks = (labels.shape[0] + _PIXEL_BLOCK - 1) // _PIXEL_BLOCK
+    block_counts = np.empty((n_blocks, n_entries), dtype=np.int64)
+    for block in prange(n_blocks):
+        block_counts[block, :] = 0
+        for i in range(block * _PIXEL_BLOCK, min(labels.shape[0], (block + 1) * _PIXEL_BLOCK)):
+            block_counts[block, labels[i]] += 1
+    counts = np.empty(n_entries, dtype=np.int64)
+    for entry in range(n_entries):
+        total = 0
+        for block in range(n_blocks):
+            total += block_counts[block, entry]
+        counts[entry] = total
     return counts
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def pixel_squared_error(colors, inverse, palette, labels):  # pragma: no cover - compiled
-    """Sum over pixels and channels of ``(colors[inverse[i]] - palette[labels[i]])^2``."""
+    """Sum over pixels and channels of ``(colors[inverse[i]] - palette[labels[i]])^2``:
+    block by block in parallel, the blocks' sums added in order."""
+    n_blocks = (labels.shape[0] + _PIXEL_BLOCK - 1) // _PIXEL_BLOCK
+    block_sums = np.empty(n_blocks)
+    for block in prange(n_blocks):
+        total = 0.0
+        for i in range(block * _PIXEL_BLOCK, min(labels.shape[0], (block + 1) * _PIXEL_BLOCK)):
+            total += _squared_distance(colors, inverse[i], palette, labels[i])
+        block_sums[block] = total
     total = 0.0
-    for i in range(labels.shape[0]):
-        total += _squared_distance(colors, inverse[i], palette, labels[i])
+    for block in range(n_blocks):
+        total += block_sums[block]
     return total
 
 
