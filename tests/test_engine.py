@@ -411,6 +411,21 @@ def test_boxes_hold_every_point_once_at_their_means(sample_image):
     assert split_into_boxes(colors[:3], counts[:3], 3) is None
 
 
+def test_three_feature_cuts_equal_the_general_ones(sample_image):
+    # A fourth feature that is always 0 is never the widest, so every cut is the same: the
+    # general partition (any number of features) must then give the three-feature one's
+    # boxes exactly, sums included.
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    padded = np.column_stack([colors, np.zeros(len(colors))])
+    three = split_into_boxes(colors, counts, 768)
+    general = split_into_boxes(padded, counts, 768)
+    np.testing.assert_array_equal(general.points[:, :3], three.points)
+    for name in ("weights", "members", "starts", "stops"):
+        np.testing.assert_array_equal(getattr(general, name), getattr(three, name))
+    assert general.scatter == three.scatter
+
+
 def test_compiled_inertia_and_pixel_labels_match_numpy(sample_image):
     histogram = color_histogram(sample_image[:101, :103])  # not a whole number of blocks
     colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)

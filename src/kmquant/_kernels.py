@@ -1935,6 +1935,67 @@ def _heap_pop(heap, keys, size):  # pragma: no cover - compiled
     return top, size
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _cut_rows(rows, members, start, stop, axis, cut, low_sums, low_squares):  # pragma: no cover
+    """Partition ``rows[start:stop]`` (features, then the weight) and ``members`` alike:
+    rows whose ``axis`` feature is at most ``cut`` first. Writes the low side's sums of
+    w * x and w * x^2 into ``low_sums`` and ``low_squares`` and returns ``(low,
+    low_weight)``, the first row of the high side and the low side's weight."""
+    if rows.shape[1] == 4:
+        return _cut_rows_3(rows, members, start, stop, axis, cut, low_sums, low_squares)
+    n_features = rows.shape[1] - 1
+    low_weight = 0.0
+    low_sums[:] = 0.0
+    low_squares[:] = 0.0
+    low, high = start, stop - 1
+    while low <= high:
+        if rows[low, axis] <= cut:
+            w = rows[low, n_features]
+            low_weight += w
+            for feature in range(n_features):
+                value = rows[low, feature]
+                low_sums[feature] += w * value
+                low_squares[feature] += w * value * value
+            low += 1
+        else:
+            for column in range(n_features + 1):
+                rows[low, column], rows[high, column] = rows[high, column], rows[low, column]
+            members[low], members[high] = members[high], members[low]
+            high -= 1
+    return low, low_weight
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cut_rows_3(rows, members, start, stop, axis, cut, low_sums, low_squares):  # pragma: no cover
+    """:func:`_cut_rows` for three features, its sums in variables rather than arrays (the
+    same sums in the same order, 0.9x the time: an array's sum went through memory)."""
+    low_weight = 0.0
+    sum_0 = sum_1 = sum_2 = 0.0
+    square_0 = square_1 = square_2 = 0.0
+    low, high = start, stop - 1
+    while low <= high:
+        value_0, value_1, value_2 = rows[low, 0], rows[low, 1], rows[low, 2]
+        value = value_0 if axis == 0 else (value_1 if axis == 1 else value_2)
+        if value <= cut:
+            w = rows[low, 3]
+            low_weight += w
+            sum_0 += w * value_0
+            sum_1 += w * value_1
+            sum_2 += w * value_2
+            square_0 += w * value_0 * value_0
+            square_1 += w * value_1 * value_1
+            square_2 += w * value_2 * value_2
+            low += 1
+        else:
+            for column in range(4):
+                rows[low, column], rows[high, column] = rows[high, column], rows[low, column]
+            members[low], members[high] = members[high], members[low]
+            high -= 1
+    low_sums[0], low_sums[1], low_sums[2] = sum_0, sum_1, sum_2
+    low_squares[0], low_squares[1], low_squares[2] = square_0, square_1, square_2
+    return low, low_weight
+
+
 @njit(cache=True, nogil=True)
 def variance_split(X, weights, n_boxes):  # pragma: no cover - compiled
     """:func:`split_into_boxes`' box means (m, d) and total weights (m,) alone."""
@@ -1992,26 +2053,10 @@ def split_into_boxes(X, weights, n_boxes):  # pragma: no cover - compiled
                 widest = spread
                 axis = feature
         cut = sums[box, axis] / weight[box]
-        # Partition the box's rows around the cut, summing the low side as it goes; the
-        # high side's sums are the box's minus the low side's.
-        low_weight = 0.0
-        low_sums[:] = 0.0
-        low_squares[:] = 0.0
-        low, high = starts[box], stops[box] - 1
-        while low <= high:
-            if rows[low, axis] <= cut:
-                w = rows[low, n_features]
-                low_weight += w
-                for feature in range(n_features):
-                    value = rows[low, feature]
-                    low_sums[feature] += w * value
-                    low_squares[feature] += w * value * value
-                low += 1
-            else:
-                for column in range(n_features + 1):
-                    rows[low, column], rows[high, column] = rows[high, column], rows[low, column]
-                members[low], members[high] = members[high], members[low]
-                high -= 1
+        # The high side's sums are the box's minus the low side's.
+        low, low_weight = _cut_rows(
+            rows, members, starts[box], stops[box], axis, cut, low_sums, low_squares
+        )
         if low == starts[box] or low == stops[box]:  # rounding put every row on one side
             continue  # the box stays as it was, out of the heap
         upper = n_found
