@@ -22,7 +22,7 @@ from kmquant import (
     remap_image,
     write_png,
 )
-from kmquant.io import atomic_write_bytes
+from kmquant.io import atomic_write_bytes, decode_first_frame
 
 
 def png_chunks(data: bytes) -> dict[bytes, bytes]:
@@ -162,6 +162,12 @@ def test_gif_gives_its_first_frame(small_photo):
     with pytest.warns(KmquantWarning, match="has 2 frames; only the first is read"):
         decoded = read_image(data)
     np.testing.assert_array_equal(decoded, np.asarray(first.convert("RGB")))
+    # The same array and the frame count, for callers that report it themselves: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pixels, n_frames = decode_first_frame(data)
+    assert n_frames == 2
+    np.testing.assert_array_equal(pixels, decoded)
 
 
 def test_still_images_read_without_warnings(small_photo):

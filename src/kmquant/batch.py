@@ -27,7 +27,7 @@ import numpy as np
 from . import _kernels
 from ._exceptions import KmquantError
 from .histogram import ColorHistogram, color_histogram
-from .io import atomic_write_bytes, decode_image, encode_png, read_bytes
+from .io import atomic_write_bytes, decode_first_frame, encode_png, frames_left_out, read_bytes
 from .metrics import quality_report
 from .quantize import QuantizedImage, prepare_pixels, quantize, quantize_histogram, remap_image
 
@@ -239,12 +239,10 @@ def compress_job(job: BatchJob, options: BatchOptions) -> BatchOutcome:
         return BatchOutcome(job, "skipped", "output exists")
     try:
         data = _read(job.source)
+        image, n_frames = decode_first_frame(data, job.source)
+        note = frames_left_out(f"'{job.source}'", n_frames) if n_frames > 1 else ""
         import warnings
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            image = decode_image(data, job.source)  # an animation warns: noted in the outcome
-        note = "; ".join(str(warning.message) for warning in caught)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = _compress_pixels(image, options)
@@ -298,7 +296,8 @@ def shared_palette(jobs: list[BatchJob], options: BatchOptions) -> np.ndarray:
     histograms = []
     for job in jobs:
         try:
-            pixels, _ = prepare_pixels(decode_image(_read(job.source), job.source))
+            first_frame, _ = decode_first_frame(_read(job.source), job.source)
+            pixels, _ = prepare_pixels(first_frame)
         except KmquantError:
             continue
         histograms.append(color_histogram(pixels))

@@ -29,9 +29,11 @@ from .quantize import QuantizedImage
 __all__ = [
     "atomic_write_bytes",
     "check_output_path",
+    "decode_first_frame",
     "decode_image",
     "encode_pixels_png",
     "encode_png",
+    "frames_left_out",
     "read_bytes",
     "read_image",
     "write_png",
@@ -112,24 +114,31 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
     Warns
     -----
     KmquantWarning
-        If the file is an animation: only its first frame is read.
+        If the file is an animation: only its first frame is read (see
+        :func:`decode_first_frame`, which says so without a warning).
+    """
+    pixels, n_frames = decode_first_frame(data, name)
+    if n_frames > 1:
+        warnings.warn(frames_left_out(f"'{name}'", n_frames), KmquantWarning, stacklevel=2)
+    return pixels
+
+
+def decode_first_frame(data: bytes, name: str = "<image>") -> tuple[np.ndarray, int]:
+    """:func:`decode_image`'s array, and how many frames the file holds (1 for a still image).
+
+    For callers that report an animation's left-out frames themselves: a server or a worker
+    thread, where catching warnings would touch process-wide state.
     """
     if not data:
         raise ImageReadError(f"cannot read '{name}': the file is empty")
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            n_frames = getattr(opened, "n_frames", 1)
+            n_frames = int(getattr(opened, "n_frames", 1))
             opened.seek(0)
             opened.load()
-            if n_frames > 1:
-                warnings.warn(
-                    f"'{name}' has {n_frames} frames; only the first is read",
-                    KmquantWarning,
-                    stacklevel=2,
-                )
             # In place: without it Pillow returns a copy even when nothing needs turning.
             ImageOps.exif_transpose(opened, in_place=True)
-            return _to_array(opened)
+            return _to_array(opened), n_frames
     except UnidentifiedImageError:
         raise ImageReadError(f"cannot read '{name}': not an image Pillow recognises") from None
     except Image.DecompressionBombError as error:
@@ -138,6 +147,11 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
         raise ImageReadError(
             f"cannot read '{name}': truncated or corrupt image ({error})"
         ) from None
+
+
+def frames_left_out(what: str, n_frames: int) -> str:
+    """What reading only the first of ``what``'s ``n_frames`` frames leaves out, as a note."""
+    return f"{what} has {n_frames} frames; only the first is read"
 
 
 def read_image(source: ImageSource) -> np.ndarray:

@@ -25,11 +25,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
-from .._exceptions import ImageReadError, KmquantError, KmquantWarning
+from .._exceptions import ImageReadError, KmquantError
 from .._sample import sample_image_path
 from ..colorspace import SPACES
 from ..histogram import ColorHistogram, color_histogram
-from ..io import decode_image, encode_pixels_png, encode_png, read_bytes
+from ..io import decode_first_frame, encode_pixels_png, encode_png, frames_left_out, read_bytes
 from ..metrics import composite, mse, ssim
 from ..palette import hex_code, palette_shares, palette_text, share_order
 from ..quantize import (
@@ -123,18 +123,14 @@ def _store_image(store: ImageStore, data: bytes, name: str, max_pixels: int) -> 
             400, f"image has {width * height:,} pixels, more than the limit of {max_pixels:,}"
         )
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            image = decode_image(data, name)
+        with warnings.catch_warnings():
+            # Within our own pixel limit, Pillow's generic bomb warning says nothing new.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image, n_frames = decode_first_frame(data, name)
     except ImageReadError as error:
         raise HTTPException(400, str(error).replace(f"'{name}'", "the upload")) from None
-    # Within our own pixel limit, Pillow's generic bomb warning says nothing new; ours (an
-    # animation's left-out frames) go back to the page.
-    notes = [
-        str(warning.message).replace(f"'{name}'", "the upload")
-        for warning in caught
-        if issubclass(warning.category, KmquantWarning)
-    ]
+    # An animation's left-out frames go back to the page.
+    notes = [frames_left_out("the upload", n_frames)] if n_frames > 1 else []
     pixels, _ = prepare_pixels(image)
     stored = StoredImage(
         pixels=pixels, histogram=color_histogram(pixels), input_bytes=len(data), name=name
