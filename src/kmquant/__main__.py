@@ -740,7 +740,8 @@ def _batch(args: argparse.Namespace) -> int:
     if args.shared_palette:
         palette = shared_palette(jobs, options)
         options = dataclasses.replace(options, palette=palette)
-        print(f"shared palette: {len(palette)} colours from {len(jobs)} images", file=sys.stderr)
+        images = "image" if len(jobs) == 1 else "images"
+        print(f"shared palette: {len(palette)} colours from {len(jobs)} {images}", file=sys.stderr)
     report = _BatchProgress(len(jobs))
     try:
         outcomes = run_batch(
