@@ -612,12 +612,20 @@ def test_fast_is_coarser_but_still_far_better_than_two_colours(sample_image):
     assert fast.inertia < two.inertia / 3
 
 
-@pytest.mark.parametrize("speed", ["default", "fast"])
-def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image, speed):
+@pytest.mark.parametrize(
+    ("speed", "options", "rows"),
+    [
+        ("default", [], 200),
+        ("fast", [], 200),
+        # The whole photo: several blocks of the per-pixel counts and sums after dithering.
+        ("default", ["--dither", "floyd-steinberg"], None),
+    ],
+)
+def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image, speed, options, rows):
     from PIL import Image
 
     source = tmp_path / "in.png"
-    Image.fromarray(sample_image[:200, :300]).save(source)
+    Image.fromarray(sample_image[:rows, : None if rows is None else 300]).save(source)
     outputs = []
     for threads in ("1", "2"):
         target = tmp_path / f"out-{threads}.png"
@@ -633,6 +641,7 @@ def test_same_bytes_with_one_or_two_numba_threads(tmp_path, sample_image, speed)
                 "64",
                 "--speed",
                 speed,
+                *options,
                 "-o",
                 str(target),
             ],
