@@ -1814,13 +1814,15 @@ def weighted_inertia(X, weights, centers, labels):  # pragma: no cover - compile
 
 @njit(cache=True, nogil=True, parallel=True)
 def pixel_labels(color_labels, inverse):  # pragma: no cover - compiled
-    """Every pixel's label from its colour's, ``color_labels[inverse]``, on every thread
-    (numpy's fancy indexing takes one)."""
+    """Every pixel's label from its colour's, ``color_labels[inverse]``, on every thread.
+
+    One flat parallel loop, which numba splits and vectorises: 0.16 ms for a photo's 393,216
+    pixels on one thread and 0.12 on two, against 0.35 to 0.5 for numpy's fancy indexing
+    and 0.5 / 0.27 for the loop cut into explicit blocks (exploratory).
+    """
     labels = np.empty(inverse.shape[0], dtype=color_labels.dtype)
-    n_blocks = (inverse.shape[0] + _BLOCK - 1) // _BLOCK
-    for block in prange(n_blocks):
-        for i in range(block * _BLOCK, min(inverse.shape[0], (block + 1) * _BLOCK)):
-            labels[i] = color_labels[inverse[i]]
+    for i in prange(inverse.shape[0]):
+        labels[i] = color_labels[inverse[i]]
     return labels
 
 
