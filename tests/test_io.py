@@ -247,6 +247,35 @@ def test_every_optimize_level_decodes_to_the_same_pixels(sample_image):
         encode_png(result, optimize=7)
 
 
+@pytest.mark.parametrize("level", [0, 1])
+def test_zlib_levels_write_what_pillow_writes_at_eight_bits(sample_image, level):
+    result = quantize(sample_image, 64, rng=0)
+    indexed = Image.frombytes("P", result.labels.shape[::-1], result.labels.tobytes())
+    indexed.putpalette(result.palette.tobytes(), "RGB")
+    buffer = io.BytesIO()
+    indexed.save(buffer, format="PNG", **({"optimize": True} if level else {"compress_level": 1}))
+    assert encode_png(result, optimize=level) == buffer.getvalue()
+
+
+@pytest.mark.parametrize("n_colors", [2, 3, 4, 9, 16])
+@pytest.mark.parametrize("level", [0, 1])
+def test_packed_rows_are_exact_and_unfiltered(sample_image, n_colors, level):
+    # An odd width leaves a partly filled last byte on every row; an alpha channel adds tRNS.
+    image = np.dstack([sample_image[:37, :45], np.full((37, 45), 255, np.uint8)])
+    image[:5, :, 3] = 0
+    result = quantize(image, n_colors, rng=0)
+    data = encode_png(result, optimize=level)
+    np.testing.assert_array_equal(read_image(data), result.to_image())
+    chunks = png_chunks(data)
+    depth = chunks[b"IHDR"][8]
+    entries = len(result.palette)
+    assert depth == (1 if entries <= 2 else 2 if entries <= 4 else 4)
+    rows = zlib.decompress(chunks[b"IDAT"])
+    stride = 1 + (45 * depth + 7) // 8
+    assert len(rows) == 37 * stride
+    assert {rows[row * stride] for row in range(37)} == {0}
+
+
 @pytest.mark.parametrize("n_colors", [4, 16])
 def test_unfiltered_packed_rows_cost_the_sample_photo_nothing(sample_image, n_colors):
     import oxipng

@@ -1761,6 +1761,26 @@ def dither_ordered(
     return labels
 
 
+@njit(cache=True, nogil=True)
+def png_rows(labels, bit_depth):  # pragma: no cover - compiled
+    """PNG scanlines of palette indices ``labels`` (h, w) uint8: each row a filter byte 0
+    (none) and the indices packed ``8 // bit_depth`` to a byte, first pixel in the high bits,
+    the last byte of a row padded with zeros. Returns (h, 1 + ceil(w * bit_depth / 8))."""
+    height, width = labels.shape
+    per_byte = 8 // bit_depth
+    row_bytes = (width + per_byte - 1) // per_byte
+    rows = np.zeros((height, 1 + row_bytes), dtype=np.uint8)
+    for row in range(height):
+        if bit_depth == 8:
+            for column in range(width):
+                rows[row, 1 + column] = labels[row, column]
+            continue
+        for column in range(width):
+            shift = 8 - bit_depth * (column % per_byte + 1)
+            rows[row, 1 + column // per_byte] |= np.uint8(labels[row, column] << shift)
+    return rows
+
+
 # Pixels per block of the per-pixel sums below: fixed blocks, so the sums do not depend on
 # the number of threads.
 _PIXEL_BLOCK = 1 << 16
