@@ -433,7 +433,7 @@ def test_compiled_inertia_and_pixel_labels_match_numpy(sample_image):
     centers = rng.uniform(0, 255, (16, 3))
     labels = rng.integers(0, 16, len(colors))
     expected = np.sum(counts * np.sum((colors - centers[labels]) ** 2, axis=1))
-    assert _kernels.weighted_inertia(colors, counts, centers, labels) == pytest.approx(
+    assert _kernels.weighted_squared_error(colors, counts, centers, labels) == pytest.approx(
         expected, rel=1e-12
     )
     color_labels = labels.astype(np.uint8)

@@ -3,11 +3,11 @@ import pytest
 
 from kmquant import color_histogram
 from kmquant._kernels import (
-    color_squared_error,
     histogram_by_bitmap,
     histogram_unsorted,
     label_counts,
     pixel_squared_error,
+    weighted_squared_error,
 )
 from kmquant.histogram import cell_histogram, hashed_histogram, pack_colors
 
@@ -92,7 +92,7 @@ def test_counting_kernels_equal_numpy(sample_image):
     assert pixel_squared_error(hist.colors, hist.inverse, palette, labels) == expected
     color_labels = rng.integers(0, 7, hist.n_colors).astype(np.uint8)
     per_color = ((hist.colors.astype(float) - palette[color_labels]) ** 2).sum(1)
-    assert color_squared_error(hist.colors, hist.counts, palette, color_labels) == pytest.approx(
+    assert weighted_squared_error(hist.colors, hist.counts, palette, color_labels) == pytest.approx(
         float(np.dot(hist.counts, per_color)), rel=1e-12
     )
 

@@ -1822,16 +1822,6 @@ def pixel_squared_error(colors, inverse, palette, labels):  # pragma: no cover -
     return total
 
 
-@njit(cache=True, nogil=True)
-def weighted_inertia(X, weights, centers, labels):  # pragma: no cover - compiled
-    """J = sum_i ``weights[i] * ||X[i] - centers[labels[i]]||^2``, the differences taken
-    directly (not through the dot-product expansion), in order of the points."""
-    total = 0.0
-    for i in range(labels.shape[0]):
-        total += weights[i] * _squared_distance(X, i, centers, labels[i])
-    return total
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def pixel_labels(color_labels, inverse):  # pragma: no cover - compiled
     """Every pixel's label from its colour's, ``color_labels[inverse]``, on every thread.
@@ -1847,11 +1837,14 @@ def pixel_labels(color_labels, inverse):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def color_squared_error(colors, counts, palette, labels):  # pragma: no cover - compiled
-    """Sum over distinct colours of ``counts[j] * ||colors[j] - palette[labels[j]]||^2``."""
+def weighted_squared_error(X, weights, centers, labels):  # pragma: no cover - compiled
+    """Sum over points of ``weights[i] * ||X[i] - centers[labels[i]]||^2``, the differences
+    taken directly (not through the dot-product expansion), in order of the points: a
+    histogram's squared error (distinct colours weighted by their counts, a palette as the
+    centres) or k-means's J."""
     total = 0.0
-    for j in range(labels.shape[0]):
-        total += counts[j] * _squared_distance(colors, j, palette, labels[j])
+    for i in range(labels.shape[0]):
+        total += weights[i] * _squared_distance(X, i, centers, labels[i])
     return total
 
 

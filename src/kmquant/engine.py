@@ -43,7 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels
-from .kmeans import _init_random, _tolerance
+from .kmeans import _init_random, _tolerance, _tolerance_of_spread
 
 __all__ = [
     "PRESETS",
@@ -464,7 +464,7 @@ def best_restart(
     best = 0
     best_inertia = math.inf
     for run in range(n_init):
-        inertia = _kernels.weighted_inertia(X, weights, starts[run], labels[run])
+        inertia = _kernels.weighted_squared_error(X, weights, starts[run], labels[run])
         if inertia < best_inertia:
             best, best_inertia = run, inertia
     return starts[best], best_inertia, int(n_iters[best])
@@ -597,7 +597,7 @@ def improve_by_swaps(
     else:
         _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
     cheapest, widest = rank_centers()
-    inertia = _kernels.weighted_inertia(X, weights, centers, labels)
+    inertia = _kernels.weighted_squared_error(X, weights, centers, labels)
     tried: set[tuple[int, int]] = set()
     accepted = 0
     for _ in range(trials):
@@ -625,7 +625,7 @@ def improve_by_swaps(
         run = lloyd(X, weights, candidate, max_iter, tol_abs, after=current)
         # Lloyd's labels price the trial; the second-nearest distances, which only the next
         # removal costs need, are found only for a swap that is kept.
-        candidate_inertia = _kernels.weighted_inertia(X, weights, run.centers, run.labels)
+        candidate_inertia = _kernels.weighted_squared_error(X, weights, run.centers, run.labels)
         if candidate_inertia < inertia * (1.0 - 1e-9):
             centers, inertia = run.centers, candidate_inertia
             current = run if warm else None
@@ -690,9 +690,6 @@ def fit_centers(
         )
 
     def tolerance(data: np.ndarray, data_weights: np.ndarray) -> float:
-        if data is features and boxes is not None and tolerance_columns is None:
-            # The boxes' first cut already summed the colours' spread: no pass to repeat.
-            return boxes.scatter / (float(np.sum(weights_all)) * data.shape[1]) * tol
         return _tolerance(data[:, :tolerance_columns], data_weights, tol)
 
     tol_abs = tolerance(X, weights)
@@ -713,14 +710,14 @@ def fit_centers(
             tol_abs=tol_abs,
         )
     if preset.refine and X is not features:
-        refined = lloyd(
-            features,
-            weights_all,
-            best_centers,
-            max_iter,
-            tolerance(features, weights_all),
-            boxes=boxes,
-        )
+        if boxes is not None and tolerance_columns is None:
+            # The boxes' first cut already summed the colours' spread: no pass to repeat.
+            refine_tol = _tolerance_of_spread(
+                boxes.scatter, float(np.sum(weights_all)), features.shape[1], tol
+            )
+        else:
+            refine_tol = tolerance(features, weights_all)
+        refined = lloyd(features, weights_all, best_centers, max_iter, refine_tol, boxes=boxes)
         # A copy: the labels are a row of Lloyd's state, which is three times their size.
         labels = refined.labels.copy()
         return FitResult(centers=refined.centers, n_iter=refined.n_iter, labels=labels)

@@ -236,7 +236,12 @@ def _tolerance(X: np.ndarray, weights: np.ndarray, tol: float) -> float:
     mean = np.einsum("i,ij->j", weights, X) / total
     deviations = X - mean
     spread = float(np.einsum("i,ij,ij->", weights, deviations, deviations))
-    return spread / (total * X.shape[1]) * tol
+    return _tolerance_of_spread(spread, total, X.shape[1], tol)
+
+
+def _tolerance_of_spread(spread: float, total_weight: float, n_features: int, tol: float) -> float:
+    """:func:`_tolerance` from the points' spread sum_i w_i ||x_i - mean||^2, known already."""
+    return spread / (total_weight * n_features) * tol
 
 
 def _distinct_rows(X: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

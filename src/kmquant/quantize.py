@@ -14,11 +14,11 @@ import numpy as np
 
 from ._exceptions import KmquantWarning
 from ._kernels import (
-    color_squared_error,
     label_counts,
     labels_through_cells,
     pixel_labels,
     pixel_squared_error,
+    weighted_squared_error,
 )
 from .colorspace import (
     PARTIAL,
@@ -753,7 +753,7 @@ def apply_palette(
     else:
         labels = pixel_labels(color_labels, histogram.inverse).reshape(shape)
         inertia = float(
-            color_squared_error(histogram.colors, histogram.counts, palette, color_labels)
+            weighted_squared_error(histogram.colors, histogram.counts, palette, color_labels)
         )
     return QuantizedImage(
         palette=np.ascontiguousarray(palette),
