@@ -1,6 +1,7 @@
 """Inner steps side by side with the code they replaced or beside, in one process.
 
-    python benchmarks/kernels.py ../shared/corpus/photos            # all three sections
+    python benchmarks/kernels.py ../shared/corpus/photos            # all four sections
+    python benchmarks/kernels.py --only png -k 2 4 16 256           # the bundled sample
     python benchmarks/kernels.py ../shared/corpus/photos --only stages -k 64 256
 
 - ``histogram``: :func:`kmquant.color_histogram` (the bitmap route for RGB) against
@@ -13,6 +14,11 @@
   steps (boxes, the restarts: k-means++ seeding and Lloyd, run side by side; Lloyd in the
   swaps and in the final refine on every distinct colour, the rest of the swaps, the
   histogram and the mapping).
+- ``png``: :func:`kmquant.encode_png` at each ``optimize`` level on each image's quantized
+  result, beside Pillow's indexed-PNG writer at ``compress_level=1`` and ``optimize=True``
+  (zlib level 9), which levels 0 and 1 replaced; bytes and milliseconds per level. Every
+  file must decode to the same indices and palette, and at 8 bits (17 colours or more)
+  levels 0 and 1 must be byte for byte Pillow's files.
 
 Times are medians of ``--repeat`` runs (sums over images), after one warm-up run.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import statistics
 import time
 from collections import defaultdict
@@ -162,13 +169,72 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
         print(f"default K={k}: {1000 * total / len(images):.1f} ms an image: {parts}")
 
 
+def pillow_png(result: kmquant.QuantizedImage, **options: object) -> bytes:
+    """The indexed PNG as Pillow writes it (kmquant's writer at levels 0 and 1 before 0acf6f3)."""
+    indexed = Image.fromarray(np.ascontiguousarray(result.labels, dtype=np.uint8), "P")
+    indexed.putpalette(np.ascontiguousarray(result.palette[:, :3]).tobytes(), "RGB")
+    buffer = io.BytesIO()
+    indexed.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def decoded_png(data: bytes) -> tuple[np.ndarray, bytes]:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image), bytes(image.getpalette() or [])
+
+
+def png_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
+    writers: dict[str, Callable[[kmquant.QuantizedImage], bytes]] = {
+        f"optimize {level}": lambda r, level=level: kmquant.encode_png(r, optimize=level)
+        for level in kmquant.io.OPTIMIZE_LEVELS
+    }
+    writers["Pillow zlib 1"] = lambda r: pillow_png(r, compress_level=1)
+    writers["Pillow zlib 9"] = lambda r: pillow_png(r, optimize=True)
+    for k in ks:
+        sizes: dict[str, int] = defaultdict(int)
+        seconds: dict[str, float] = defaultdict(float)
+        identical = {0: True, 1: True}  # level 0/1 files byte for byte Pillow's, every image
+        for image in images:
+            result = kmquant.quantize(image, k, rng=0)
+            files = {name: write(result) for name, write in writers.items()}
+            expected = decoded_png(files["Pillow zlib 1"])
+            for name, data in files.items():
+                labels, palette = decoded_png(data)
+                assert np.array_equal(labels, expected[0]), name
+                assert palette[: 3 * result.n_colors] == expected[1][: 3 * result.n_colors], name
+                sizes[name] += len(data)
+                seconds[name] += median_seconds(lambda w=writers[name], r=result: w(r), repeat)
+            identical[0] &= files["optimize 0"] == files["Pillow zlib 1"]
+            identical[1] &= files["optimize 1"] == files["Pillow zlib 9"]
+            if result.n_colors > 16:
+                assert identical[0] and identical[1], "8-bit files differ from Pillow's"
+        n = len(images)
+        print(f"PNG K={k} (mean bytes, ms an image):")
+        for name in writers:
+            print(f"  {name:<14} {sizes[name] / n:>10,.0f} B  {1000 * seconds[name] / n:6.2f} ms")
+        for level, pillow in ((0, "Pillow zlib 1"), (1, "Pillow zlib 9")):
+            ours = f"optimize {level}"
+            same = " (the same files)" if identical[level] else ""
+            print(
+                f"  optimize {level} / {pillow}: bytes {sizes[ours] / sizes[pillow]:.3f}, "
+                f"time {seconds[ours] / seconds[pillow]:.2f}{same}"
+            )
+        print(
+            f"  optimize 2 / optimize 0: bytes {sizes['optimize 2'] / sizes['optimize 0']:.3f}; "
+            f"/ optimize 1: {sizes['optimize 2'] / sizes['optimize 1']:.3f}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", type=Path, help="images or folders (default: sample)")
     parser.add_argument("-k", nargs="+", type=int, default=[16, 64, 256])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--only", nargs="+", choices=("histogram", "dither", "stages"), help="sections to run"
+        "--only",
+        nargs="+",
+        choices=("histogram", "dither", "stages", "png"),
+        help="sections to run",
     )
     args = parser.parse_args()
     paths: list[Path] = []
@@ -183,7 +249,7 @@ def main() -> int:
         parser.error(f"cannot read an input: {error}")
     if not images:
         parser.error("no images found in the inputs")
-    sections = args.only or ["histogram", "dither", "stages"]
+    sections = args.only or ["histogram", "dither", "stages", "png"]
     print(f"{len(images)} images, medians of {args.repeat} runs")
     if "histogram" in sections:
         histogram_section(images, args.repeat)
@@ -191,6 +257,8 @@ def main() -> int:
         dither_section(images, args.k, args.repeat)
     if "stages" in sections:
         stages_section(images, args.k, args.repeat)
+    if "png" in sections:
+        png_section(images, args.k, args.repeat)
     return 0
 
 
