@@ -1,6 +1,6 @@
 """Inner steps side by side with the code they replaced or beside, in one process.
 
-    python benchmarks/kernels.py ../shared/corpus/photos            # all four sections
+    python benchmarks/kernels.py ../shared/corpus/photos            # all five sections
     python benchmarks/kernels.py --only png -k 2 4 16 256           # the bundled sample
     python benchmarks/kernels.py ../shared/corpus/photos --only stages -k 64 256
 
@@ -14,6 +14,11 @@
   steps (boxes, the restarts: k-means++ seeding and Lloyd, run side by side; Lloyd in the
   swaps and in the final refine on every distinct colour, the rest of the swaps, the
   histogram and the mapping).
+- ``mapping``: each distinct colour's nearest palette entry, on each image's own palette at
+  each K, three ways: the grid (:func:`kmquant._kernels.nearest_labels_by_grid`, what
+  ``quantize`` uses for up to three features), the search from k-means' labels as guesses
+  (:func:`kmquant._kernels.nearest_labels_from`, still used for RGBA) and the full scan
+  (:func:`kmquant._kernels.nearest_labels`); all must give the same labels.
 - ``png``: :func:`kmquant.encode_png` at each ``optimize`` level on each image's quantized
   result, beside Pillow's indexed-PNG writer at ``compress_level=1`` and ``optimize=True``
   (zlib level 9), which levels 0 and 1 replaced; bytes and milliseconds per level. Every
@@ -169,6 +174,47 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
         print(f"default K={k}: {1000 * total / len(images):.1f} ms an image: {parts}")
 
 
+def mapping_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
+    guesses_seen: list[np.ndarray] = []
+
+    def capture(self, palette, places, center_labels, rows=None):
+        labels = center_labels if rows is None else center_labels[rows]
+        guesses_seen.append(places.astype(np.uint8)[labels])
+        return None
+
+    problem_type = quantize_module.ClusteringProblem
+    original = problem_type.entry_guesses
+    problem_type.entry_guesses = capture
+    try:
+        for k in ks:
+            spent: dict[str, float] = defaultdict(float)
+            for image in images:
+                guesses_seen.clear()
+                palette = kmquant.quantize(image, k, rng=0).palette.astype(np.float64)
+                colors = color_histogram(image).colors.astype(np.float64)
+                guesses = np.ascontiguousarray(guesses_seen[-1])
+                args = (colors, palette)
+                ways = {
+                    "grid": lambda out, a=args: _kernels.nearest_labels_by_grid(*a, out),
+                    "from guesses": lambda out, a=args, g=guesses: _kernels.nearest_labels_from(
+                        *a, g, out
+                    ),
+                    "full scan": lambda out, a=args: _kernels.nearest_labels(*a, out),
+                }
+                found = {}
+                for name, way in ways.items():
+                    out = np.empty(len(colors), dtype=np.intp)
+                    way(out)
+                    found[name] = out
+                    spent[name] += median_seconds(lambda w=way, o=out: w(o), repeat)
+                assert all(np.array_equal(found["full scan"], f) for f in found.values())
+            n = len(images)
+            parts = ", ".join(f"{name} {1000 * t / n:.2f} ms" for name, t in spent.items())
+            print(f"mapping K={k}: {parts} an image, same labels")
+    finally:
+        problem_type.entry_guesses = original
+
+
 def pillow_png(result: kmquant.QuantizedImage, **options: object) -> bytes:
     """The indexed PNG as Pillow writes it (kmquant's writer at levels 0 and 1 before 0acf6f3)."""
     indexed = Image.fromarray(np.ascontiguousarray(result.labels, dtype=np.uint8), "P")
@@ -233,7 +279,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("histogram", "dither", "stages", "png"),
+        choices=("histogram", "dither", "stages", "mapping", "png"),
         help="sections to run",
     )
     args = parser.parse_args()
@@ -249,7 +295,7 @@ def main() -> int:
         parser.error(f"cannot read an input: {error}")
     if not images:
         parser.error("no images found in the inputs")
-    sections = args.only or ["histogram", "dither", "stages", "png"]
+    sections = args.only or ["histogram", "dither", "stages", "mapping", "png"]
     print(f"{len(images)} images, medians of {args.repeat} runs")
     if "histogram" in sections:
         histogram_section(images, args.repeat)
@@ -257,6 +303,8 @@ def main() -> int:
         dither_section(images, args.k, args.repeat)
     if "stages" in sections:
         stages_section(images, args.k, args.repeat)
+    if "mapping" in sections:
+        mapping_section(images, args.k, args.repeat)
     if "png" in sections:
         png_section(images, args.k, args.repeat)
     return 0

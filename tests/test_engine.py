@@ -157,6 +157,49 @@ def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries
     np.testing.assert_array_equal(nearest_palette_labels(colors, palette, guesses), expected)
 
 
+@pytest.mark.parametrize("n_entries", [1, 2, 16, 64, 256])
+@pytest.mark.parametrize("space", ["rgb", "lab", "grey", "two"])
+def test_nearest_labels_by_grid_equal_the_full_scan(sample_image, n_entries, space):
+    # The grid's candidates must hold every colour's nearest entry and every entry tied with
+    # it (repeated entries tie; a colour halfway between two entries ties them), in index
+    # order, and the cells must cover colours on the range's edges: the labels are the full
+    # scan's, ties to the lowest index, for one, two and three features.
+    from kmquant.colorspace import color_features
+    from kmquant.remap import nearest_palette_labels
+
+    colors = color_histogram(sample_image).colors
+    points = {
+        "rgb": colors.astype(np.float64),
+        "lab": color_features(colors, "lab"),
+        "grey": colors[:, :1].astype(np.float64),
+        "two": colors[:, 1:].astype(np.float64),
+    }[space]
+    rng = np.random.default_rng(n_entries)
+    palette = points[rng.choice(len(points), n_entries, replace=False)].round()
+    if n_entries > 2:
+        palette[1] = palette[0]  # a repeated entry
+        palette[5] = palette[2] + 0.5  # near ties
+        palette[6] = points.min(axis=0) - 40.0  # outside the colours' range
+        # Colours exactly halfway between entries 3 and 4 (both rows are ties for them).
+        halfway = (palette[3] + palette[4]) / 2
+        points = np.vstack([points, halfway[None, :], points.max(axis=0)[None, :]])
+    expected = np.empty(len(points), dtype=np.intp)
+    _kernels.nearest_labels(points, palette, expected)
+    labels = np.empty(len(points), dtype=np.intp)
+    _kernels.nearest_labels_by_grid(np.ascontiguousarray(points), palette, labels)
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(nearest_palette_labels(points, palette), expected)
+
+
+def test_nearest_labels_by_grid_on_one_colour_and_none():
+    # One distinct colour (every feature's range is a single value) and no colours at all.
+    palette = np.array([[10.0, 10.0, 10.0], [200.0, 0.0, 0.0], [10.0, 10.0, 10.0]])
+    labels = np.full(3, -1, dtype=np.intp)
+    _kernels.nearest_labels_by_grid(np.full((3, 3), 150.0), palette, labels)
+    np.testing.assert_array_equal(labels, [1, 1, 1])
+    _kernels.nearest_labels_by_grid(np.empty((0, 3)), palette, labels[:0])
+
+
 @pytest.mark.parametrize("n_centers", [1, 2, 64, 256])
 def test_norm_table_finds_the_places_searchsorted_finds(n_centers):
     # The band search of Lloyd's assignment finds its ends through the table; it must land

@@ -108,6 +108,30 @@ def test_elbow_curve_is_exact_and_decreasing(sample_image):
     assert all(p.n_bytes > 0 for p in curve.points)
 
 
+def test_elbow_sweep_encodes_on_both_threads_and_keeps_the_order(sample_image, monkeypatch):
+    # With the encoding thread behind (a slow encoder), the fitting thread encodes images
+    # too; every K still gets its own PNG's size, in order.
+    import threading
+    import time
+
+    from kmquant import select
+
+    image = sample_image[::2, ::2]
+    alone = elbow_curve(image, range(2, 21), rng=0)
+    threads = set()
+    encode_png = select.encode_png
+
+    def slow_encode_png(result, *, optimize):
+        time.sleep(0.01)
+        threads.add(threading.get_ident())
+        return encode_png(result, optimize=optimize)
+
+    monkeypatch.setattr(select, "encode_png", slow_encode_png)
+    curve = elbow_curve(image, range(2, 21), rng=0)
+    assert curve == alone
+    assert len(threads) == 2 and threading.get_ident() in threads
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -33,7 +33,7 @@ from .engine import PRESETS, fit_centers, split_centers
 from .histogram import ColorHistogram, cell_histogram, color_histogram
 from .kmeans import INIT_METHODS, _check_n_colors
 from .palette import luminance_order
-from .remap import DITHERS, GUESSES_FROM_ENTRIES, dither_labels, nearest_palette_labels
+from .remap import DITHERS, dither_labels, guesses_help, nearest_palette_labels
 
 __all__ = [
     "ClusteringProblem",
@@ -412,7 +412,7 @@ class ClusteringProblem:
         """A likely palette entry of every colour of the histogram, one byte each, from
         each candidate's nearest k-means centre and where those centres went in the palette
         (``places``, from :meth:`palette_and_places`); None where guesses are not worth it
-        (small palettes, reserved colours, no labels).
+        (palettes searched through a grid or small, reserved colours, no labels).
 
         ``center_labels`` are the candidates' nearest centres, or, with ``rows``, those of
         the points k-means ran on, candidate i's being point ``rows[i]``.
@@ -420,7 +420,7 @@ class ClusteringProblem:
         if (
             center_labels is None
             or self.n_candidates != len(self.all_points)
-            or len(palette) < GUESSES_FROM_ENTRIES
+            or not guesses_help(len(palette), self.all_points.shape[1])
         ):
             return None
         labels = center_labels if rows is None else center_labels[rows]
