@@ -345,10 +345,11 @@ def nearest_labels(X, centers, labels):  # pragma: no cover - compiled
             labels[i] = _nearest_two_of(X, i, centers_t, distances)[0]
 
 
-# Cells per feature of the grid of :func:`nearest_labels_by_grid`, and points per task of
-# its pass that finds the points' range.
+# Cells per feature of the grid of :func:`nearest_labels_by_grid`, points per task of its
+# pass that finds the points' range, and cells per task of the pass that lists candidates.
 _LABEL_GRID_CELLS = 16
 _RANGE_BLOCK = 4096
+_CELLS_PER_TASK = 64
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -389,8 +390,12 @@ def nearest_labels_by_grid(X, centers, labels):  # pragma: no cover - compiled
             occupied[slot[cell]] = cell
     counts = np.empty(n_occupied, dtype=np.int32)
     candidates = np.empty((n_occupied, n_centers), dtype=np.uint8)
-    for row in prange(n_occupied):
-        counts[row] = _cell_candidates(occupied[row], cells, low, size, centers, candidates[row])
+    for task in prange((n_occupied + _CELLS_PER_TASK - 1) // _CELLS_PER_TASK):
+        scratch = _candidate_scratch(centers)
+        for row in range(task * _CELLS_PER_TASK, min(n_occupied, (task + 1) * _CELLS_PER_TASK)):
+            counts[row] = _cell_candidates(
+                occupied[row], cells, low, size, centers, candidates[row], *scratch
+            )
     centers_t = np.ascontiguousarray(centers.T)
     if n_features == 3:
         _scan_candidates_3(X, centers_t, slot, cell_of, counts, candidates, labels)
@@ -435,7 +440,16 @@ def _grid_over(X, cells):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _cell_candidates(cell, cells, low, size, centers, out):  # pragma: no cover - compiled
+def _candidate_scratch(centers):  # pragma: no cover - compiled
+    """Scratch arrays for :func:`_cell_candidates`: a cell's two corners, and distances."""
+    n_centers, n_features = centers.shape
+    return np.empty(n_features), np.empty(n_features), np.empty(n_centers)
+
+
+@njit(cache=True, nogil=True)
+def _cell_candidates(
+    cell, cells, low, size, centers, out, cell_low, cell_high, closest
+):  # pragma: no cover - compiled
     """Writes the centres that can be nearest to some point of grid cell ``cell`` into
     ``out`` in increasing index; returns how many there are.
 
@@ -444,11 +458,10 @@ def _cell_candidates(cell, cells, low, size, centers, out):  # pragma: no cover 
     squared distance from the centre to the cell: every point of the cell has a centre
     within b, so only centres whose smallest squared distance to the cell is at most b can
     be its nearest, or tie with it. The cell is widened by a millionth of its width, and b
-    raised a little, so that rounding cannot drop a candidate.
+    raised a little, so that rounding cannot drop a candidate. ``cell_low``, ``cell_high``
+    and ``closest`` are scratch (:func:`_candidate_scratch`).
     """
     n_centers, n_features = centers.shape
-    cell_low = np.empty(n_features)
-    cell_high = np.empty(n_features)
     remainder = cell
     for feature in range(n_features - 1, -1, -1):
         position = remainder % cells
@@ -456,7 +469,6 @@ def _cell_candidates(cell, cells, low, size, centers, out):  # pragma: no cover 
         margin = 1e-6 * size[feature]  # a point rounded onto the cell's edge is inside
         cell_low[feature] = low[feature] + position * size[feature] - margin
         cell_high[feature] = low[feature] + (position + 1) * size[feature] + margin
-    closest = np.empty(n_centers)
     bound = np.inf
     for k in range(n_centers):
         near = 0.0
@@ -1539,17 +1551,48 @@ _GRID_CELLS = 16
 @njit(cache=True, nogil=True)
 def grid_candidates(palette, low, high):  # pragma: no cover - compiled
     """For each cell of a grid over the box [low, high] (3 features), the entries that can be
-    nearest to some point of the cell (:func:`_cell_candidates`).
+    nearest to some point of the cell.
 
-    The box is cut into ``_GRID_CELLS`` ^ 3 cells. Returns ``counts`` (cells,) and
-    ``candidates`` (cells, k) uint8, each cell's candidates in increasing index order.
+    The box is cut into ``_GRID_CELLS`` ^ 3 cells. For a cell, let b be the smallest, over
+    entries, of the largest distance from the entry to the cell: every point of the cell has
+    an entry within b, so only entries whose smallest distance to the cell is at most b can be
+    its nearest. Returns ``counts`` (cells,) and ``candidates`` (cells, k) uint8, each cell's
+    candidates in increasing index order (a slack of 1e-9 keeps rounding from dropping one).
+    The test is :func:`_cell_candidates`', written out for exactly three features: through
+    that general helper the grid took 0.78 instead of 0.27 ms at K = 16 (exploratory).
     """
+    n_entries = palette.shape[0]
     n_cells = _GRID_CELLS**3
     size = (high - low) / _GRID_CELLS
     counts = np.zeros(n_cells, dtype=np.int64)
-    candidates = np.empty((n_cells, palette.shape[0]), dtype=np.uint8)
+    candidates = np.empty((n_cells, n_entries), dtype=np.uint8)
+    nearest_sq = np.empty(n_entries)
+    cell_low = np.empty(3)
+    cell_high = np.empty(3)
     for cell in range(n_cells):
-        counts[cell] = _cell_candidates(cell, _GRID_CELLS, low, size, palette, candidates[cell])
+        remainder = cell
+        for feature in range(2, -1, -1):
+            position = remainder % _GRID_CELLS
+            remainder //= _GRID_CELLS
+            cell_low[feature] = low[feature] + position * size[feature]
+            cell_high[feature] = cell_low[feature] + size[feature]
+        bound = np.inf
+        for k in range(n_entries):
+            farthest = 0.0
+            closest = 0.0
+            for feature in range(3):
+                below = cell_low[feature] - palette[k, feature]
+                above = palette[k, feature] - cell_high[feature]
+                farthest += max(below * below, above * above)
+                gap = max(below, above, 0.0)
+                closest += gap * gap
+            nearest_sq[k] = closest
+            bound = min(bound, farthest)
+        bound = _widened(bound)
+        for k in range(n_entries):
+            if nearest_sq[k] <= bound:
+                candidates[cell, counts[cell]] = k
+                counts[cell] += 1
     return counts, candidates
 
 
