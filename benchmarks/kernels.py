@@ -86,14 +86,16 @@ def dither_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
         for image in images:
             histogram = color_histogram(image)
             points = color_features(histogram.colors, "rgb")
-            palette = kmquant.quantize(image, k, rng=0).palette.astype(np.float64)
+            entries = kmquant.quantize(image, k, rng=0).palette
+            palette = entries.astype(np.float64)
             gap = _typical_gap(palette)
             shape = image.shape[:2]
             common = (points, histogram.inverse, *shape, palette, 1.0)
             limits = (ERROR_LIMIT * gap, EDGE_GAP * gap)
+            integers = (histogram.colors, entries)
 
-            def three(common=common, limits=limits):
-                return _kernels.dither_floyd_steinberg_3(*common, *limits)
+            def three(common=common, limits=limits, integers=integers):
+                return _kernels.dither_floyd_steinberg_3(*common, *limits, *integers)[0]
 
             def every(common=common, limits=limits):
                 return _kernels.dither_floyd_steinberg(*common, 3, *limits)

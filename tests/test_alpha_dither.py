@@ -18,6 +18,8 @@ from kmquant._kernels import (
     dither_floyd_steinberg,
     dither_floyd_steinberg_3,
     grid_candidates,
+    label_counts,
+    pixel_squared_error,
 )
 from kmquant.colorspace import alpha_classes, color_features
 from kmquant.histogram import color_histogram
@@ -161,12 +163,29 @@ def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n
             general = dither_floyd_steinberg(
                 points, histogram.inverse, 131, 160, palette, 0.9, 3, max_error, edge_gap
             )
+            # Its tally, counted band by band beside the diffusion, is the one of the labels.
+            flat = general.reshape(-1)
+            counts = label_counts(flat, len(palette))
+            squared_error = pixel_squared_error(
+                histogram.colors, histogram.inverse, result.palette, flat
+            )
             for n_threads in {1, threads}:
                 numba.set_num_threads(n_threads)
-                three = dither_floyd_steinberg_3(
-                    points, histogram.inverse, 131, 160, palette, 0.9, max_error, edge_gap
+                three, three_counts, three_error = dither_floyd_steinberg_3(
+                    points,
+                    histogram.inverse,
+                    131,
+                    160,
+                    palette,
+                    0.9,
+                    max_error,
+                    edge_gap,
+                    histogram.colors,
+                    result.palette,
                 )
                 np.testing.assert_array_equal(three, general)
+                np.testing.assert_array_equal(three_counts, counts)
+                assert three_error == squared_error
     finally:
         numba.set_num_threads(threads)
 

@@ -14,10 +14,8 @@ import numpy as np
 
 from ._exceptions import KmquantWarning
 from ._kernels import (
-    label_counts,
     labels_through_cells,
     pixel_labels,
-    pixel_squared_error,
     weighted_squared_error,
 )
 from .colorspace import (
@@ -723,7 +721,7 @@ def apply_palette(
     palette_points = color_features(palette, space)
     dithered = dither != "none" and dither_strength > 0
     if dithered:
-        labels = dither_labels(
+        dithered_pixels = dither_labels(
             color_points,
             histogram.inverse,
             shape,
@@ -731,7 +729,11 @@ def apply_palette(
             method=dither,
             strength=dither_strength,
             n_diffused=palette_points.shape[1] - (1 if palette.shape[1] == 4 else 0),
+            colors=histogram.colors,
+            palette=palette,
         )
+        labels = dithered_pixels.labels
+        inertia = dithered_pixels.squared_error
     else:
         # Same colour, same entry: find it once per distinct colour; pixels look it up below.
         color_labels = nearest_palette_labels(color_points, palette_points, color_guesses).astype(
@@ -739,18 +741,13 @@ def apply_palette(
         )
     if drop_unused:
         if dithered:
-            pixels_per_entry = label_counts(labels.reshape(-1), len(palette))
-            palette, labels = _keep_used_entries(palette, pixels_per_entry, labels)
+            palette, labels = _keep_used_entries(palette, dithered_pixels.counts, labels)
         else:
             pixels_per_entry = np.bincount(
                 color_labels, weights=histogram.counts, minlength=len(palette)
             )
             palette, color_labels = _keep_used_entries(palette, pixels_per_entry, color_labels)
-    if dithered:
-        inertia = float(
-            pixel_squared_error(histogram.colors, histogram.inverse, palette, labels.reshape(-1))
-        )
-    else:
+    if not dithered:
         labels = pixel_labels(color_labels, histogram.inverse).reshape(shape)
         inertia = float(
             weighted_squared_error(histogram.colors, histogram.counts, palette, color_labels)

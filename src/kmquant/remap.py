@@ -6,6 +6,8 @@ once per distinct colour and then looked up for every pixel.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._kernels import (
@@ -13,9 +15,11 @@ from ._kernels import (
     dither_floyd_steinberg,
     dither_floyd_steinberg_3,
     dither_ordered,
+    label_counts,
     nearest_labels,
     nearest_labels_by_grid,
     nearest_labels_from,
+    pixel_squared_error,
 )
 
 __all__ = ["DITHERS", "dither_labels", "nearest_palette_labels"]
@@ -81,6 +85,17 @@ def nearest_palette_labels(
     return labels
 
 
+class Dithered(NamedTuple):
+    """:func:`dither_labels`' result."""
+
+    labels: np.ndarray
+    """Every pixel's palette index, uint8 (height, width)."""
+    counts: np.ndarray
+    """Pixels per palette entry, int64 (n_entries,)."""
+    squared_error: float
+    """Sum over pixels and channels of (colour - entry)^2, on the 0..255 scale."""
+
+
 def dither_labels(
     color_points: np.ndarray,
     inverse: np.ndarray,
@@ -90,8 +105,11 @@ def dither_labels(
     method: str,
     strength: float,
     n_diffused: int,
-) -> np.ndarray:
-    """Palette index of every pixel with dithering, in whatever space the points are in.
+    colors: np.ndarray,
+    palette: np.ndarray,
+) -> Dithered:
+    """Palette index of every pixel with dithering, in whatever space the points are in,
+    with the pixels per entry and the squared error they come to.
 
     Parameters
     ----------
@@ -110,29 +128,39 @@ def dither_labels(
     n_diffused : int
         Leading features that dithering may change (colour, and alpha for Floyd-Steinberg);
         the alpha-class feature after them never moves, so no pixel changes alpha class.
+    colors : ndarray of uint8, shape (n_colors, n_channels)
+        The distinct colours themselves (the histogram's), for the squared error.
+    palette : ndarray of uint8, shape (n_entries, n_channels)
+        The palette whose features ``palette_points`` are.
 
     Returns
     -------
-    labels : ndarray of uint8, shape (height, width)
+    Dithered
+        ``labels`` (height, width), ``counts`` and ``squared_error``. Floyd-Steinberg on
+        three features counts them on the second core while it diffuses.
     """
     points = np.ascontiguousarray(color_points, dtype=np.float64)
     inverse = np.ascontiguousarray(inverse).reshape(-1)
     height, width = shape
     palette_points = np.ascontiguousarray(palette_points, dtype=np.float64)
+    colors, palette = np.ascontiguousarray(colors), np.ascontiguousarray(palette)
     if method == "floyd-steinberg":
         gap = _typical_gap(palette_points[:, : min(3, n_diffused)])
         limit = ERROR_LIMIT * gap
         pixels = (points, inverse, height, width, palette_points, float(strength))
         limits = (max(limit, 1e-9), EDGE_GAP * gap)
         if points.shape[1] == 3 and n_diffused == 3:  # RGB, Lab, OKLab, HSV: the faster kernel
-            return dither_floyd_steinberg_3(*pixels, *limits)
-        return dither_floyd_steinberg(*pixels, int(n_diffused), *limits)
-    if method == "ordered":
+            labels, counts, squared_error = dither_floyd_steinberg_3(
+                *pixels, *limits, colors, palette
+            )
+            return Dithered(labels, counts, float(squared_error))
+        labels = dither_floyd_steinberg(*pixels, int(n_diffused), *limits)
+    elif method == "ordered":
         n_colour = min(3, n_diffused)
         # The same offset moves every colour feature: along the grey diagonal, whose length
         # is sqrt(n) times the offset. Scale it so one full sweep spans one typical gap.
         spread = _typical_gap(palette_points[:, :n_colour]) / np.sqrt(n_colour)
-        return dither_ordered(
+        labels = dither_ordered(
             points,
             inverse,
             height,
@@ -142,7 +170,11 @@ def dither_labels(
             n_colour,
             _BAYER_8,
         )
-    raise ValueError(f"dither must be one of {DITHERS}, got {method!r}")
+    else:
+        raise ValueError(f"dither must be one of {DITHERS}, got {method!r}")
+    flat = labels.reshape(-1)
+    squared_error = pixel_squared_error(colors, inverse, palette, flat)
+    return Dithered(labels, label_counts(flat, len(palette)), float(squared_error))
 
 
 def _typical_gap(palette_points: np.ndarray) -> float:
