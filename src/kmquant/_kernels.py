@@ -345,38 +345,42 @@ def nearest_labels(X, centers, labels):  # pragma: no cover - compiled
             labels[i] = _nearest_two_of(X, i, centers_t, distances)[0]
 
 
-# Cells per feature of the grid of :func:`nearest_labels_by_grid`, points per task of its
-# pass that finds the points' range, and cells per task of the pass that lists candidates.
-_LABEL_GRID_CELLS = 16
+# Cells per feature of the grids of :func:`nearest_labels_by_grid` and
+# :func:`grid_candidates` (a constant: as a variable, the divisions that find a cell's corners
+# made the dithering grid a third slower), points per task of the pass that finds the points'
+# range, and cells per task of the pass that lists candidates.
+_GRID_CELLS = 16
 _RANGE_BLOCK = 4096
 _CELLS_PER_TASK = 64
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def nearest_labels_by_grid(X, centers, labels):  # pragma: no cover - compiled
-    """:func:`nearest_labels` for points of one to three features and at most 256 centres,
+    """:func:`nearest_labels` for points of three features and at most 256 centres,
     through a grid: the same labels, ties included, from a few candidates a point.
 
-    The points' range is cut into ``_LABEL_GRID_CELLS`` cells per feature. Each cell that
-    holds a point gets its candidates (:func:`_cell_candidates`), the only centres that can
-    be nearest to one of its points or tie with it, in increasing index so that a tie goes
-    to the lowest index as in the full scan; a point tries only its cell's. A photo's
-    colours against its palette: 2.6, 6.7 and 19 candidates a cell at K = 16, 64 and 256.
+    The points' range is cut into ``_GRID_CELLS`` cells per feature. Each cell that
+    holds a point gets its candidates (:func:`_cell_candidates`, as the dithering grid's
+    cells do), the only centres that can be nearest to one of its points or tie with it, in
+    increasing index so that a tie goes to the lowest index as in the full scan; a point
+    tries only its cell's, with one variable per feature (a fifth faster than a loop over
+    features). A photo's colours against its palette: 2.6, 6.7 and 19 candidates a cell at
+    K = 16, 64 and 256.
     """
-    n_points, n_features = X.shape
+    n_points = X.shape[0]
     n_centers = centers.shape[0]
     if n_points == 0:
         return
-    cells = _LABEL_GRID_CELLS
-    low, size = _grid_over(X, cells)
-    per_size = 1.0 / size
+    cells = _GRID_CELLS
+    low, size = _grid_over(X)
+    per_0, per_1, per_2 = 1.0 / size[0], 1.0 / size[1], 1.0 / size[2]
     cell_of = np.empty(n_points, dtype=np.int32)
-    slot = np.full(cells**n_features, -1, dtype=np.int32)  # of an occupied cell: its row
+    slot = np.full(cells**3, -1, dtype=np.int32)  # of an occupied cell: its row
     for i in prange(n_points):
-        cell = 0
-        for feature in range(n_features):
-            position = int((X[i, feature] - low[feature]) * per_size[feature])
-            cell = cell * cells + min(cells - 1, position)
+        position_0 = min(cells - 1, int((X[i, 0] - low[0]) * per_0))
+        position_1 = min(cells - 1, int((X[i, 1] - low[1]) * per_1))
+        position_2 = min(cells - 1, int((X[i, 2] - low[2]) * per_2))
+        cell = (position_0 * cells + position_1) * cells + position_2
         cell_of[i] = cell
         slot[cell] = 0
     n_occupied = 0
@@ -391,34 +395,41 @@ def nearest_labels_by_grid(X, centers, labels):  # pragma: no cover - compiled
     counts = np.empty(n_occupied, dtype=np.int32)
     candidates = np.empty((n_occupied, n_centers), dtype=np.uint8)
     for task in prange((n_occupied + _CELLS_PER_TASK - 1) // _CELLS_PER_TASK):
-        scratch = _candidate_scratch(centers)
+        cell_low, cell_high, closest = _candidate_scratch(n_centers)
         for row in range(task * _CELLS_PER_TASK, min(n_occupied, (task + 1) * _CELLS_PER_TASK)):
             counts[row] = _cell_candidates(
-                occupied[row], cells, low, size, centers, candidates[row], *scratch
+                occupied[row],
+                low,
+                size,
+                centers,
+                candidates,
+                row,
+                cell_low,
+                cell_high,
+                closest,
             )
     centers_t = np.ascontiguousarray(centers.T)
-    if n_features == 3:
-        _scan_candidates_3(X, centers_t, slot, cell_of, counts, candidates, labels)
-        return
+    first, second, third = centers_t[0], centers_t[1], centers_t[2]
     for i in prange(n_points):
         row = slot[cell_of[i]]
+        x_0, x_1, x_2 = X[i, 0], X[i, 1], X[i, 2]
         best = np.inf
         best_k = 0
         for j in range(counts[row]):
             k = candidates[row, j]
-            distance = 0.0
-            for feature in range(n_features):
-                difference = X[i, feature] - centers_t[feature, k]
-                distance += difference * difference
+            d_0 = x_0 - first[k]
+            d_1 = x_1 - second[k]
+            d_2 = x_2 - third[k]
+            distance = d_0 * d_0 + d_1 * d_1 + d_2 * d_2
             if distance < best:
                 best, best_k = distance, k
         labels[i] = best_k
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _grid_over(X, cells):  # pragma: no cover - compiled
-    """(low, size): each feature's smallest value and cell width for ``cells`` cells over
-    the points' range (width 1 where all values are equal)."""
+def _grid_over(X):  # pragma: no cover - compiled
+    """(low, size): each feature's smallest value and cell width for ``_GRID_CELLS`` cells
+    over the points' range (width 1 where all values are equal)."""
     n_points, n_features = X.shape
     n_blocks = (n_points + _RANGE_BLOCK - 1) // _RANGE_BLOCK
     block_low = np.empty((n_blocks, n_features))
@@ -435,45 +446,46 @@ def _grid_over(X, cells):  # pragma: no cover - compiled
     for feature in range(n_features):
         low[feature] = block_low[:, feature].min()
         spread = block_high[:, feature].max() - low[feature]
-        size[feature] = spread / cells if spread > 0 else 1.0
+        size[feature] = spread / _GRID_CELLS if spread > 0 else 1.0
     return low, size
 
 
 @njit(cache=True, nogil=True)
-def _candidate_scratch(centers):  # pragma: no cover - compiled
+def _candidate_scratch(n_centers):  # pragma: no cover - compiled
     """Scratch arrays for :func:`_cell_candidates`: a cell's two corners, and distances."""
-    n_centers, n_features = centers.shape
-    return np.empty(n_features), np.empty(n_features), np.empty(n_centers)
+    return np.empty(3), np.empty(3), np.empty(n_centers)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _cell_candidates(
-    cell, cells, low, size, centers, out, cell_low, cell_high, closest
+    cell, low, size, centers, candidates, row, cell_low, cell_high, closest
 ):  # pragma: no cover - compiled
-    """Writes the centres that can be nearest to some point of grid cell ``cell`` into
-    ``out`` in increasing index; returns how many there are.
+    """Writes the centres (three features) that can be nearest to some point of grid cell
+    ``cell`` into row ``row`` of ``candidates``, in increasing index; returns how many there
+    are.
 
-    The grid has ``cells`` cells per feature from ``low``, of width ``size``; cell numbers
+    The grid has ``_GRID_CELLS`` cells per feature from ``low``, of width ``size``; cell numbers
     run with the last feature fastest. Let b be the smallest, over centres, of the largest
     squared distance from the centre to the cell: every point of the cell has a centre
     within b, so only centres whose smallest squared distance to the cell is at most b can
     be its nearest, or tie with it. The cell is widened by a millionth of its width, and b
     raised a little, so that rounding cannot drop a candidate. ``cell_low``, ``cell_high``
-    and ``closest`` are scratch (:func:`_candidate_scratch`).
+    and ``closest`` are scratch (:func:`_candidate_scratch`). The loops run over exactly
+    three features: over a feature count, the dithering grid took 0.78 instead of 0.27 ms
+    at K = 16 (exploratory).
     """
-    n_centers, n_features = centers.shape
     remainder = cell
-    for feature in range(n_features - 1, -1, -1):
-        position = remainder % cells
-        remainder //= cells
+    for feature in range(2, -1, -1):
+        position = remainder % _GRID_CELLS
+        remainder //= _GRID_CELLS
         margin = 1e-6 * size[feature]  # a point rounded onto the cell's edge is inside
         cell_low[feature] = low[feature] + position * size[feature] - margin
         cell_high[feature] = low[feature] + (position + 1) * size[feature] + margin
     bound = np.inf
-    for k in range(n_centers):
+    for k in range(centers.shape[0]):
         near = 0.0
         far = 0.0
-        for feature in range(n_features):
+        for feature in range(3):
             below = cell_low[feature] - centers[k, feature]
             above = centers[k, feature] - cell_high[feature]
             far += max(below * below, above * above)
@@ -483,34 +495,11 @@ def _cell_candidates(
         bound = min(bound, far)
     bound = _widened(bound)
     count = 0
-    for k in range(n_centers):
+    for k in range(centers.shape[0]):
         if closest[k] <= bound:
-            out[count] = k
+            candidates[row, count] = k
             count += 1
     return count
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _scan_candidates_3(
-    X, centers_t, slot, cell_of, counts, candidates, labels
-):  # pragma: no cover - compiled
-    """The last pass of :func:`nearest_labels_by_grid` for three features, written with one
-    variable per feature (a fifth faster than the loop over features)."""
-    first, second, third = centers_t[0], centers_t[1], centers_t[2]
-    for i in prange(X.shape[0]):
-        row = slot[cell_of[i]]
-        x_0, x_1, x_2 = X[i, 0], X[i, 1], X[i, 2]
-        best = np.inf
-        best_k = 0
-        for j in range(counts[row]):
-            k = candidates[row, j]
-            d_0 = x_0 - first[k]
-            d_1 = x_1 - second[k]
-            d_2 = x_2 - third[k]
-            distance = d_0 * d_0 + d_1 * d_1 + d_2 * d_2
-            if distance < best:
-                best, best_k = distance, k
-        labels[i] = best_k
 
 
 @njit(cache=True, nogil=True)
@@ -524,8 +513,8 @@ def nearest_labels_from(X, centers, guesses, labels):  # pragma: no cover - comp
     otherwise only the centres of norm within r of ``||x||`` can be nearer, and they are
     searched (ties: lowest index). With Lloyd's own labels as guesses, mapping a photo's
     colours to their rounded palette of K = 256 took 1.5 ms instead of the full scan's 3.4
-    (exploratory); at K = 16 the full scan is faster. For up to three features
-    :func:`nearest_labels_by_grid` is faster still, so this serves RGBA's seven.
+    (exploratory); at K = 16 the full scan is faster. For three features
+    :func:`nearest_labels_by_grid` is faster still, so this serves RGBA's seven and grey's one.
     """
     n_centers = centers.shape[0]
     by_norm = _centers_by_norm(centers)
@@ -1544,55 +1533,23 @@ def _nearest_of_vector(value, palette):  # pragma: no cover - compiled
     return best_index
 
 
-# Cells per axis of the grid of :func:`grid_candidates`.
-_GRID_CELLS = 16
-
-
 @njit(cache=True, nogil=True)
 def grid_candidates(palette, low, high):  # pragma: no cover - compiled
     """For each cell of a grid over the box [low, high] (3 features), the entries that can be
-    nearest to some point of the cell.
+    nearest to some point of the cell (:func:`_cell_candidates`).
 
-    The box is cut into ``_GRID_CELLS`` ^ 3 cells. For a cell, let b be the smallest, over
-    entries, of the largest distance from the entry to the cell: every point of the cell has
-    an entry within b, so only entries whose smallest distance to the cell is at most b can be
-    its nearest. Returns ``counts`` (cells,) and ``candidates`` (cells, k) uint8, each cell's
-    candidates in increasing index order (a slack of 1e-9 keeps rounding from dropping one).
-    The test is :func:`_cell_candidates`', written out for exactly three features: through
-    that general helper the grid took 0.78 instead of 0.27 ms at K = 16 (exploratory).
+    The box is cut into ``_GRID_CELLS`` ^ 3 cells. Returns ``counts`` (cells,) and
+    ``candidates`` (cells, k) uint8, each cell's candidates in increasing index order.
     """
-    n_entries = palette.shape[0]
     n_cells = _GRID_CELLS**3
     size = (high - low) / _GRID_CELLS
     counts = np.zeros(n_cells, dtype=np.int64)
-    candidates = np.empty((n_cells, n_entries), dtype=np.uint8)
-    nearest_sq = np.empty(n_entries)
-    cell_low = np.empty(3)
-    cell_high = np.empty(3)
+    candidates = np.empty((n_cells, palette.shape[0]), dtype=np.uint8)
+    cell_low, cell_high, closest = _candidate_scratch(palette.shape[0])
     for cell in range(n_cells):
-        remainder = cell
-        for feature in range(2, -1, -1):
-            position = remainder % _GRID_CELLS
-            remainder //= _GRID_CELLS
-            cell_low[feature] = low[feature] + position * size[feature]
-            cell_high[feature] = cell_low[feature] + size[feature]
-        bound = np.inf
-        for k in range(n_entries):
-            farthest = 0.0
-            closest = 0.0
-            for feature in range(3):
-                below = cell_low[feature] - palette[k, feature]
-                above = palette[k, feature] - cell_high[feature]
-                farthest += max(below * below, above * above)
-                gap = max(below, above, 0.0)
-                closest += gap * gap
-            nearest_sq[k] = closest
-            bound = min(bound, farthest)
-        bound = _widened(bound)
-        for k in range(n_entries):
-            if nearest_sq[k] <= bound:
-                candidates[cell, counts[cell]] = k
-                counts[cell] += 1
+        counts[cell] = _cell_candidates(
+            cell, low, size, palette, candidates, cell, cell_low, cell_high, closest
+        )
     return counts, candidates
 
 

@@ -34,14 +34,14 @@ ERROR_LIMIT = 0.3
 # and 64: without the weight SSIM at least pngquant's on 12 and 12 of 14, mean dE00 on 13 and
 # 6; with EDGE_GAP = 0.15 on 14 of 14 for both, at both K.
 EDGE_GAP = 0.15
-# Colours of up to this many features find their nearest entry through a grid
+# Colours of this many features find their nearest entry through a grid
 # (:func:`kmquant._kernels.nearest_labels_by_grid`): `python benchmarks/kernels.py
 # ../shared/corpus/photos --only mapping` gives the photos' colours against their palettes
-# 0.31, 0.46 and 1.08 ms at K = 16, 64 and 256, against 0.57, 1.41 and 4.76 ms for the full
-# scan and 0.95 and 1.32 ms from guesses at K = 64 and 256 (what quantize used before).
+# 0.20, 0.37 and 0.89 ms at K = 16, 64 and 256, against 0.50, 1.30 and 4.64 ms for the full
+# scan and 0.86 and 1.21 ms from guesses at K = 64 and 256 (what quantize used before).
 GRID_FEATURES = 3
 # From this many palette entries on, guesses of the nearest entry are worth using where the
-# grid is not (RGBA's seven features): below, the full scan is as fast (exploratory, the
+# grid is not (RGBA's seven features, grey's one): below, the full scan is as fast (exploratory, the
 # photos' colours against their palettes: 0.54 against 0.62 ms at K = 16, 1.19 against 1.01
 # at K = 64, 3.40 against 1.50 at K = 256).
 GUESSES_FROM_ENTRIES = 32
@@ -49,7 +49,7 @@ GUESSES_FROM_ENTRIES = 32
 
 def guesses_help(n_entries: int, n_features: int) -> bool:
     """Whether :func:`nearest_palette_labels` makes use of guesses for such a palette."""
-    return n_features > GRID_FEATURES and n_entries >= GUESSES_FROM_ENTRIES
+    return n_features != GRID_FEATURES and n_entries >= GUESSES_FROM_ENTRIES
 
 
 def nearest_palette_labels(
@@ -64,8 +64,8 @@ def nearest_palette_labels(
     guesses : ndarray of int, shape (n_colors_in,), optional
         A likely nearest entry of each colour (such as the k-means labels of the centres
         the palette was rounded from). The result does not depend on them; with good
-        guesses and a large palette of more than three channels it comes faster
-        (:func:`kmquant._kernels.nearest_labels_from`, see :func:`guesses_help`). Up to
+        guesses and a large palette of other than three channels it comes faster
+        (:func:`kmquant._kernels.nearest_labels_from`, see :func:`guesses_help`). For
         three channels a grid finds the nearest entry without them.
 
     Returns
@@ -76,7 +76,7 @@ def nearest_palette_labels(
     labels = np.empty(len(colors), dtype=np.intp)
     colors = np.ascontiguousarray(colors, dtype=np.float64)
     palette = np.ascontiguousarray(palette, dtype=np.float64)
-    if colors.shape[1] <= GRID_FEATURES and len(palette) <= 256:
+    if colors.shape[1] == GRID_FEATURES and len(palette) <= 256:
         nearest_labels_by_grid(colors, palette, labels)
     elif guesses is not None and guesses_help(len(palette), colors.shape[1]):
         nearest_labels_from(colors, palette, np.ascontiguousarray(guesses), labels)
