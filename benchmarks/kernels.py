@@ -16,8 +16,8 @@
   histogram and the mapping).
 - ``mapping``: each distinct colour's nearest palette entry, on each image's own palette at
   each K, three ways: the grid (:func:`kmquant._kernels.nearest_labels_by_grid`, what
-  ``quantize`` uses for up to three features), the search from k-means' labels as guesses
-  (:func:`kmquant._kernels.nearest_labels_from`, still used for RGBA) and the full scan
+  ``quantize`` uses for three features), the search from k-means' labels as guesses
+  (:func:`kmquant._kernels.nearest_labels_from`, still used for RGBA and grey) and the full scan
   (:func:`kmquant._kernels.nearest_labels`); all must give the same labels.
 - ``png``: :func:`kmquant.encode_png` at each ``optimize`` level on each image's quantized
   result, beside Pillow's indexed-PNG writer at ``compress_level=1`` and ``optimize=True``
