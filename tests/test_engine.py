@@ -52,13 +52,24 @@ def test_hash_histogram_handles_full_32_bit_keys():
     assert histogram.counts.tolist() == [1, 2]
 
 
+def compiled_lloyd(X, weights, centers, max_iter, tol_abs):
+    """The compiled Lloyd from a full scan, in place on ``centers``: labels, n_iter, converged."""
+    nearest = np.empty((3, X.shape[0]), dtype=np.intp)
+    bounds = np.empty((3, X.shape[0]))
+    no_state = np.empty((0, centers.shape[1]))
+    n_iter, converged = _kernels.lloyd_from(
+        X, weights, centers, max_iter, tol_abs, nearest, bounds, no_state
+    )
+    return nearest[0], n_iter, converged
+
+
 def assert_same_lloyd_run_as_reference(X, weights, n_colors, seed):
     """The compiled Lloyd and the reference from the same start: same run. Returns n_iter."""
     start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed)
     tol_abs = _tolerance(X, weights, 1e-4)
     reference = _lloyd(X, start.copy(), weights, 300, tol_abs)
     centers = start.copy()
-    labels, n_iter, converged = _kernels.lloyd_hamerly(X, weights, centers, 300, tol_abs)
+    labels, n_iter, converged = compiled_lloyd(X, weights, centers, 300, tol_abs)
     np.testing.assert_allclose(centers, reference.centers, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(labels, reference.labels)
     assert (n_iter, converged) == (reference.n_iter, reference.converged)
@@ -239,7 +250,7 @@ def test_compiled_lloyd_relocates_empty_clusters_like_the_reference():
     start = np.array([[0.0], [100.0], [200.0]])  # two centres start far from every point
     reference = run_kmeans(X, start, 50, tol=0)
     centers = start.copy()
-    labels, _, _ = _kernels.lloyd_hamerly(X, weights, centers, 50, 0.0)
+    labels, _, _ = compiled_lloyd(X, weights, centers, 50, 0.0)
     np.testing.assert_allclose(np.sort(centers[:, 0]), np.sort(reference.centers[:, 0]))
     assert np.all(np.isfinite(centers))
     assert len(set(labels.tolist())) == 3
@@ -336,10 +347,14 @@ def test_restarts_side_by_side_equal_restarts_one_after_another(sample_image, n_
         for n_threads in {1, threads}:
             numba.set_num_threads(n_threads)
             starts = np.empty((n_runs, n_colors, 3))
-            labels = np.empty((n_runs, X.shape[0]), dtype=np.intp)
+            nearest = np.empty((n_runs, 3, X.shape[0]), dtype=np.intp)
+            bounds = np.empty((n_runs, 3, X.shape[0]))
             n_iters = np.zeros(n_runs, dtype=np.intp)
             n_found = np.empty(n_runs, dtype=np.intp)
-            _kernels.restarts(X, weights, uniforms, starts, 300, tol_abs, labels, n_iters, n_found)
+            _kernels.restarts(
+                X, weights, uniforms, starts, 300, tol_abs, nearest, bounds, n_iters, n_found
+            )
+            labels = nearest[:, 0]
             assert n_found.tolist() == [n_colors] * n_runs
             for run, reference in enumerate(expected):
                 np.testing.assert_array_equal(starts[run], reference.centers)
@@ -369,10 +384,13 @@ def test_restarts_from_given_centres_and_too_few_points():
     X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
     weights = np.ones(4)
     starts = np.array([[[0.0, 0.0], [5.0, 5.0]]])
-    labels = np.empty((1, 4), dtype=np.intp)
+    nearest = np.empty((1, 3, 4), dtype=np.intp)
+    bounds = np.empty((1, 3, 4))
     n_iters = np.zeros(1, dtype=np.intp)
     n_found = np.empty(1, dtype=np.intp)
-    _kernels.restarts(X, weights, np.empty((1, 0, 0)), starts, 50, 0.0, labels, n_iters, n_found)
+    no_draws = np.empty((1, 0, 0))
+    _kernels.restarts(X, weights, no_draws, starts, 50, 0.0, nearest, bounds, n_iters, n_found)
+    labels = nearest[:, 0]
     assert n_found[0] == 2
     np.testing.assert_allclose(starts[0], [[1 / 3, 1 / 3], [5.0, 5.0]])
     assert labels[0].tolist() == [0, 0, 0, 1]

@@ -4,6 +4,11 @@ Every kernel says what it reads and what it writes. They assume valid input (the
 ``histogram``, ``kmeans`` and ``quantize`` validate) and are compiled on first use and cached on
 disk (``cache=True``), so only the very first run on a machine pays for compilation.
 
+Compilation: a kernel that calls another links in the callee's code and optimises it again
+with its own, so a first run's compilation (about 40 s on 2 cores for a default
+``compress``) grows with every layer of calls; a parallel kernel pays twice, for its loop
+body and for itself. ``restarts`` therefore calls :func:`lloyd_from` with no wrapper between.
+
 Determinism: the parallel loops (``prange``) only do independent per-point work; every sum
 across points runs serially in a fixed order, so the results are bit-identical whatever the
 number of threads.
@@ -108,9 +113,10 @@ def pair_histogram_unsorted(pixels, others, with_inverse):  # pragma: no cover -
                     mask = (1 << capacity_bits) - 1
                     shift = np.uint64(64 - capacity_bits)
                     grown_keys = np.empty(2 * n_unique, dtype=np.int64)
-                    grown_keys[:n_unique] = keys
                     grown_counts = np.zeros(2 * n_unique, dtype=np.int64)
-                    grown_counts[:n_unique] = counts
+                    for unique in range(n_unique):  # element by element: see _copy_rows
+                        grown_keys[unique] = keys[unique]
+                        grown_counts[unique] = counts[unique]
                     keys, counts = grown_keys, grown_counts
                     slot = _hash_slot(key, shift)
                     while slots[slot] != -1:
@@ -753,7 +759,8 @@ def _sorted_centers(centers, by_norm):  # pragma: no cover - compiled
     norms, order = by_norm
     sorted_centers_t = np.empty((centers.shape[1], centers.shape[0]))
     for position in range(centers.shape[0]):
-        sorted_centers_t[:, position] = centers[order[position]]
+        for feature in range(centers.shape[1]):  # element by element: see _copy_rows
+            sorted_centers_t[feature, position] = centers[order[position], feature]
     sorted_norms = norms[order]
     norm_table, norm_low, norm_scale = _norm_table(sorted_norms)
     return sorted_norms, sorted_centers_t, norm_table, norm_low, norm_scale
@@ -1175,22 +1182,6 @@ _RECOUNT_SHARE = 0.25
 
 
 @njit(cache=True, nogil=True)
-def lloyd_hamerly(X, weights, centers, max_iter, tol_abs):  # pragma: no cover - compiled
-    """Lloyd's algorithm with Hamerly's bounds; same iterations as the reference loop.
-
-    Reads ``X`` (n, d), ``weights`` (n,); ``centers`` (k, d) holds the initial centres and is
-    overwritten with the final ones. Returns ``(labels, n_iter, converged)``; the labels match
-    the returned centres. See :func:`lloyd_from`, which this runs from a full scan.
-    """
-    nearest = np.empty((3, X.shape[0]), dtype=np.intp)
-    bounds = np.empty((3, X.shape[0]))
-    n_iter, converged = lloyd_from(
-        X, weights, centers, max_iter, tol_abs, nearest, bounds, np.empty((0, centers.shape[1]))
-    )
-    return nearest[0].copy(), n_iter, converged
-
-
-@njit(cache=True, nogil=True)
 def lloyd_from(
     X, weights, centers, max_iter, tol_abs, nearest, bounds, state_centers
 ):  # pragma: no cover - compiled
@@ -1242,7 +1233,7 @@ def lloyd_from(
     converged = False
     while n_iter < max_iter:  # on leaving, the labels match the centres
         n_iter += 1
-        previous[:, :] = centers
+        _copy_rows(centers, previous)
         n_empty = _means_from_sums(sums, totals, members, centers)
         if n_empty > 0:  # relocation, as compute_centroids does it
             weighted_means(X, weights, labels, centers)
@@ -1452,7 +1443,8 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
     first = _first_above(cumulative, uniforms[0, 0] * cumulative[-1])
     seeds = _sorted_by_norm(X, weights)
     rank = np.empty(n_points, dtype=np.intp)
-    rank[seeds.order] = np.arange(n_points)
+    for position in range(n_points):  # element by element: see _copy_rows
+        rank[seeds.order[position]] = position
     _closer_to(seeds, rank[first])
     for feature in range(n_features):
         centers[0, feature] = X[first, feature]
@@ -1493,28 +1485,42 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
 
 @njit(cache=True, nogil=True, parallel=True)
 def restarts(
-    X, weights, uniforms, starts, max_iter, tol_abs, labels, n_iters, n_found
+    X, weights, uniforms, starts, max_iter, tol_abs, nearest, bounds, n_iters, n_found
 ):  # pragma: no cover - compiled
     """Independent k-means runs side by side, one per thread: seeding, then Lloyd.
 
     Run r starts from greedy k-means++ with the draws ``uniforms[r]`` (n_colors, n_trials),
     or, when ``uniforms`` has no draws (shape (n_runs, 0, 0)), from ``starts[r]``. Writes the
-    converged centres into ``starts`` (n_runs, n_colors, d), their labels into ``labels``
-    (n_runs, n), Lloyd's iterations into ``n_iters`` (n_runs,) and the centres seeding found
-    into ``n_found`` (n_runs,): fewer than n_colors when the points ran out, and then that
-    run has no Lloyd. Each run is serial inside (a nested parallel loop runs on its own
-    thread), so the results do not depend on the number of threads. The function creates
-    no array itself: numba would make that a parallel loop of its own.
+    converged centres into ``starts`` (n_runs, n_colors, d), Lloyd's state into ``nearest``
+    and ``bounds`` (n_runs, 3, n; ``nearest[r, 0]``: the labels, see :func:`lloyd_from`),
+    Lloyd's iterations into ``n_iters`` (n_runs,) and the centres seeding found into
+    ``n_found`` (n_runs,): fewer than n_colors when the points ran out, and then that run
+    has no Lloyd. Each run is serial inside (a nested parallel loop runs on its own thread),
+    so the results do not depend on the number of threads. The function creates no array
+    itself: numba would make that a parallel loop of its own.
     """
     n_runs, n_colors = starts.shape[0], starts.shape[1]
     for run in prange(n_runs):
         n_found[run] = n_colors
         if uniforms.shape[1] > 0:
             seeded, n_found[run] = kmeans_plusplus(X, weights, n_colors, uniforms[run])
-            starts[run] = seeded
+            _copy_rows(seeded, starts[run])
         if n_found[run] == n_colors:
-            found, n_iters[run], _ = lloyd_hamerly(X, weights, starts[run], max_iter, tol_abs)
-            labels[run] = found
+            no_state = starts[run, :0]  # (0, d): start with a full scan
+            n_iters[run], _ = lloyd_from(
+                X, weights, starts[run], max_iter, tol_abs, nearest[run], bounds[run], no_state
+            )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy_rows(source, target):  # pragma: no cover - compiled
+    """``target[:, :] = source``, element by element. An array assigned to a slice makes
+    numba compile a shape check whose error message formats strings; without the six such
+    assignments of the default path, a first run's compilation fell from 50 to 40 s
+    (exploratory)."""
+    for row in range(source.shape[0]):
+        for column in range(source.shape[1]):
+            target[row, column] = source[row, column]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -2199,8 +2205,10 @@ def split_into_boxes(X, weights, n_boxes):  # pragma: no cover - compiled
     """
     n_points, n_features = X.shape
     rows = np.empty((n_points, n_features + 1))  # features, then the weight
-    rows[:, :n_features] = X
-    rows[:, n_features] = weights
+    for point in range(n_points):  # element by element: see _copy_rows
+        for feature in range(n_features):
+            rows[point, feature] = X[point, feature]
+        rows[point, n_features] = weights[point]
     members = np.arange(n_points, dtype=np.int32)  # 4 bytes a point: at most 2^31 points
     starts = np.zeros(n_boxes, dtype=np.int64)
     stops = np.zeros(n_boxes, dtype=np.int64)
