@@ -265,3 +265,23 @@ def test_local_cluster_workers_keep_glibc_malloc_thresholds(monkeypatch):
     assert list(seen.values()) == [None]
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
     assert "MALLOC_TRIM_THRESHOLD_" not in str(_local_cluster_settings())  # the user's is kept
+
+
+def test_of_the_workers_that_compile_kernels_only_the_first_says_so(monkeypatch, capsys):
+    import multiprocessing
+    import signal
+    import sys
+
+    import numba
+
+    from kmquant import batch
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the worker's SIGTERM handler
+    monkeypatch.setattr(batch, "_limit_numba_threads", lambda threads: None)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    said = multiprocessing.get_context("spawn").Value("b", 0)
+    for _worker in range(2):  # two workers' setups sharing the flag, each then compiling
+        batch._worker_setup(1, said)
+        numba.njit(lambda value: value + 1)(41)
+    assert said.value == 1
+    assert capsys.readouterr().err.count("compiling its kernels") == 1

@@ -225,3 +225,25 @@ def test_unknown_command_and_option(capsys):
     one_line_error(capsys)
     assert main(["compress", "x.png", "--bogus"]) == 2
     one_line_error(capsys)
+
+
+def _compile_something_new() -> None:
+    """Make numba compile a function no cache holds."""
+    import numba
+
+    numba.njit(lambda value: value + 1)(41)
+
+
+def test_a_run_that_compiles_kernels_says_so_once_on_a_terminal(monkeypatch, capsys):
+    assert main(["--version"]) == 0  # arms the notice, as every run does
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    _compile_something_new()
+    _compile_something_new()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "compiling its kernels" in lines[0]
+    assert main(["--version"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # a pipe or a file: silent
+    _compile_something_new()
+    assert capsys.readouterr().err == ""

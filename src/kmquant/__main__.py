@@ -835,6 +835,7 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (callable from tests)."""
     _kernels.let_idle_threads_sleep()
+    _kernels.when_compiling(_kernels.say_compiling)
     parser = main_parser()
     try:
         args = parser.parse_args(argv)

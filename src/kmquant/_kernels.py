@@ -17,10 +17,14 @@ number of threads.
 from __future__ import annotations
 
 import os
+import sys
 from collections import namedtuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
+from numba.core import event as numba_event
 
 
 def let_idle_threads_sleep() -> None:
@@ -35,6 +39,51 @@ def let_idle_threads_sleep() -> None:
     processes inherit it.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def when_compiling(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once, when numba next starts compiling a function in this process.
+
+    The kernels are cached on disk, so numba compiles only where the cache lacks them: the
+    first run on a machine, or the first after kmquant changed. That takes about a minute on
+    2 cores, far longer than any run from the cache, and the command line uses this hook to
+    say why it is silent. Loading kernels from the cache calls nothing. Each call arms the
+    hook again, with its own callback.
+    """
+    global _compilation_listener
+    if _compilation_listener is None:
+        _compilation_listener = _CompilationListener()
+        numba_event.register("numba:compile", _compilation_listener)
+    _compilation_listener.callback = callback
+
+
+def say_compiling() -> None:
+    """On a terminal, say on stderr that the kernels are being compiled (for
+    :func:`when_compiling`)."""
+    if sys.stderr.isatty():
+        print(
+            "kmquant: compiling its kernels for this machine, once (about a minute); "
+            "later runs load them from the cache",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class _CompilationListener(numba_event.Listener):  # type: ignore[misc]
+    """Calls its ``callback`` at the start of the next compilation, then forgets it."""
+
+    callback: Callable[[], None] | None = None
+
+    def on_start(self, event: Any) -> None:
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
+
+    def on_end(self, event: Any) -> None:
+        pass
+
+
+_compilation_listener: _CompilationListener | None = None
 
 
 # Fibonacci hashing: 2^64 / golden ratio; the top bits of key * constant index the table.

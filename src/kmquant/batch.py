@@ -329,9 +329,20 @@ def _limit_numba_threads(threads: int) -> None:
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
 
-def _worker_setup(threads: int) -> None:
-    """In each worker process: share the cores, and clean up on SIGTERM."""
+def _worker_setup(threads: int, compiling_said: Any = None) -> None:
+    """In each worker process: share the cores, clean up on SIGTERM, and let the first
+    worker that compiles kernels say so (``compiling_said``: a shared flag, or None)."""
     _limit_numba_threads(threads)
+    if compiling_said is not None:
+
+        def say_compiling_once() -> None:
+            with compiling_said.get_lock():
+                if compiling_said.value:
+                    return
+                compiling_said.value = 1
+            _kernels.say_compiling()
+
+        _kernels.when_compiling(say_compiling_once)
     # oxipng's thread pool (rayon) is sized once, on first use, from this variable. It gets
     # every core, whatever the number of workers: its threads sleep when idle, and a worker
     # encoding while another runs serial code fills the idle core (measured: 2 workers ran
@@ -362,7 +373,7 @@ def _run_local(jobs: list[BatchJob], options: BatchOptions, workers: int) -> Ite
         workers,
         mp_context=context,
         initializer=_worker_setup,
-        initargs=(_threads_per_worker(workers),),
+        initargs=(_threads_per_worker(workers), context.Value("b", 0)),
     ) as pool:
         pending = set()
         queue = iter(jobs)
