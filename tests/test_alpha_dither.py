@@ -149,8 +149,8 @@ def test_grid_candidates_hold_the_nearest_entry_of_every_point_of_their_cell():
     ("n_colors", "space"), [(8, "rgb"), (64, "rgb"), (256, "rgb"), (32, "lab")]
 )
 def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n_colors, space):
-    # 131 rows: four bands of 32 and a short one, each band diffused while the next is
-    # gathered (side by side on two threads, one after the other on one).
+    # 131 rows: halves of 66 and 65 rows, each two bands of 32 and a short one, the halves
+    # diffused side by side on two threads, one after the other on one.
     import numba
 
     histogram = color_histogram(sample_image[:131, :160])
@@ -188,6 +188,28 @@ def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n
                 assert three_error == squared_error
     finally:
         numba.set_num_threads(threads)
+
+
+def test_floyd_steinberg_diffuses_the_two_halves_of_an_image_apart(sample_image):
+    # What lets the halves run side by side: changing the top half's rows, all but its last
+    # (against which the bottom half's first row weighs its edges), changes no label below.
+    image = sample_image[:101, :120]
+    split = 51  # the first half is rows 0 .. 50
+    changed = image.copy()
+    changed[: split - 1] = 255 - changed[: split - 1]
+    palette = quantize(image, 16, rng=0).palette
+    points = color_features(palette, "rgb")
+    labels = {"three": [], "general": []}
+    for pixels in (image, changed):
+        histogram = color_histogram(pixels)
+        colors = color_features(histogram.colors, "rgb")
+        common = (colors, histogram.inverse, 101, 120, points, 1.0)
+        labels["general"].append(dither_floyd_steinberg(*common, 3, 40.0, 20.0))
+        integers = (histogram.colors, palette)
+        labels["three"].append(dither_floyd_steinberg_3(*common, 40.0, 20.0, *integers)[0])
+    for kernel, (before, after) in labels.items():
+        np.testing.assert_array_equal(before[split:], after[split:], err_msg=kernel)
+        assert (before[: split - 1] != after[: split - 1]).mean() > 0.5, kernel
 
 
 def test_dithering_strength_zero_is_nearest_and_strength_moves_toward_dithered(sample_image):

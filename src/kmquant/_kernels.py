@@ -1691,7 +1691,10 @@ def dither_floyd_steinberg(
     :func:`_dither_band`) goes to the unvisited neighbours with weights 7/16 (ahead),
     3/16, 5/16, 1/16 (next row). Rows alternate direction, which avoids the diagonal drift of
     a one-way scan. The error carried into a pixel is capped at ``max_error`` (Euclidean, in
-    the space's units). :func:`dither_floyd_steinberg_3` does the same for three features.
+    the space's units). The image is diffused in two halves, rows ``0 .. ceil(h / 2) - 1``
+    and the rest, each from no carried error and starting forward, so that the halves can
+    run side by side (no error crosses from the first half into the second, as none enters
+    the top row). :func:`dither_floyd_steinberg_3` does the same for three features.
     """
     n_features = color_points.shape[1]
     labels = np.empty((height, width), dtype=np.uint8)
@@ -1702,38 +1705,43 @@ def dither_floyd_steinberg(
     distances = np.empty(palette.shape[0])
     values = np.empty((_DITHER_BAND_ROWS, width, n_features))
     weights = np.empty((_DITHER_BAND_ROWS, width))
-    for row in range(height):
-        band_row = row % _DITHER_BAND_ROWS
-        if band_row == 0:
-            _dither_band(color_points, inverse, width, row, values, weights, strength, edge_gap)
-        forward = row % 2 == 0
-        direction = 1 if forward else -1
-        for step in range(width):
-            column = step if forward else width - 1 - step
-            # Limit the carried error: unbounded error diffusion lets colours the palette
-            # cannot reach (a saturated highlight) pile up error and smear streaks of wrong
-            # colour downstream. Errors above max_error are scaled back to it.
-            carried = 0.0
-            for feature in range(n_diffused):
-                carried += current[column + 1, feature] * current[column + 1, feature]
-            scale = 1.0
-            if carried > max_error * max_error:
-                scale = max_error / np.sqrt(carried)
-            for feature in range(n_features):
-                value[0, feature] = values[band_row, column, feature]
-                if feature < n_diffused:
-                    value[0, feature] += scale * current[column + 1, feature]
-            index = _nearest_two_of(value, 0, palette_t, distances)[0]
-            labels[row, column] = index
-            weight = weights[band_row, column]
-            for feature in range(n_diffused):
-                error = weight * (value[0, feature] - palette[index, feature])
-                current[column + 1 + direction, feature] += error * (7.0 / 16.0)
-                following[column + 1 - direction, feature] += error * (3.0 / 16.0)
-                following[column + 1, feature] += error * (5.0 / 16.0)
-                following[column + 1 + direction, feature] += error * (1.0 / 16.0)
-        current, following = following, current
+    split = (height + 1) // 2
+    for first, stop in ((0, split), (split, height)):
+        current[:, :] = 0.0
         following[:, :] = 0.0
+        for row in range(first, stop):
+            local = row - first
+            band_row = local % _DITHER_BAND_ROWS
+            if band_row == 0:
+                _dither_band(color_points, inverse, width, row, values, weights, strength, edge_gap)
+            forward = local % 2 == 0
+            direction = 1 if forward else -1
+            for step in range(width):
+                column = step if forward else width - 1 - step
+                # Limit the carried error: unbounded error diffusion lets colours the palette
+                # cannot reach (a saturated highlight) pile up error and smear streaks of
+                # wrong colour downstream. Errors above max_error are scaled back to it.
+                carried = 0.0
+                for feature in range(n_diffused):
+                    carried += current[column + 1, feature] * current[column + 1, feature]
+                scale = 1.0
+                if carried > max_error * max_error:
+                    scale = max_error / np.sqrt(carried)
+                for feature in range(n_features):
+                    value[0, feature] = values[band_row, column, feature]
+                    if feature < n_diffused:
+                        value[0, feature] += scale * current[column + 1, feature]
+                index = _nearest_two_of(value, 0, palette_t, distances)[0]
+                labels[row, column] = index
+                weight = weights[band_row, column]
+                for feature in range(n_diffused):
+                    error = weight * (value[0, feature] - palette[index, feature])
+                    current[column + 1 + direction, feature] += error * (7.0 / 16.0)
+                    following[column + 1 - direction, feature] += error * (3.0 / 16.0)
+                    following[column + 1, feature] += error * (5.0 / 16.0)
+                    following[column + 1 + direction, feature] += error * (1.0 / 16.0)
+            current, following = following, current
+            following[:, :] = 0.0
     return labels
 
 
@@ -1748,17 +1756,16 @@ def dither_floyd_steinberg_3(
     box of every value a pixel can take (its colour plus a carried error of at most
     ``max_error``) is cut into cells, and only a cell's candidates (:func:`grid_candidates`,
     3 to 14 a cell on average from K = 16 to 256 on a photo) are tried, in index order so
-    ties go to the lowest index as in a full scan.
+    ties go to the lowest index as in a full scan. The two halves of the image
+    (:func:`dither_floyd_steinberg`) are diffused side by side, one on each thread.
 
     Returns ``(labels, counts, squared_error)``: with the labels, the pixels per entry and
     the sum over pixels of ``||colors[inverse[i]] - entries[label]||^2`` (``colors`` and
     ``entries``, the distinct colours and the palette as integers), what
-    :func:`label_counts` and :func:`pixel_squared_error` give. They are counted band by band
-    on the core that is otherwise idle while the diffusion runs (the sums are of integers,
-    so exact in any order).
+    :func:`label_counts` and :func:`pixel_squared_error` give. Each half counts its own
+    rows as it goes (the sums are of integers, so exact in any order).
     """
     labels = np.empty((height, width), dtype=np.uint8)
-    errors = np.zeros((2, width + 2, 3))  # carried into this row and the next
     low = np.empty(3)
     size = np.empty(3)
     for feature in range(3):
@@ -1767,33 +1774,93 @@ def dither_floyd_steinberg_3(
         low[feature] -= max_error + 1.0
         size[feature] = (top + max_error + 1.0 - low[feature]) / _GRID_CELLS
     counts, candidates = grid_candidates(palette, low, low + size * _GRID_CELLS)
-    low_0, low_1, low_2 = low[0], low[1], low[2]
-    per_0, per_1, per_2 = 1.0 / size[0], 1.0 / size[1], 1.0 / size[2]
+    grid = (counts, candidates, low[0], low[1], low[2], 1.0 / size[0], 1.0 / size[1], 1.0 / size[2])
+    halves = (0, (height + 1) // 2, height)
+    errors = np.zeros((2, 2, width + 2, 3))  # each half's error carried into this row and the next
     values = np.empty((2, _DITHER_BAND_ROWS, width, 3))
     weights = np.empty((2, _DITHER_BAND_ROWS, width))
-    grid = (counts, candidates, low_0, low_1, low_2, per_0, per_1, per_2)
-    shares = (strength, max_error, edge_gap)
-    _gather_dither_rows(color_points, inverse, width, 0, values[0], weights[0], strength, edge_gap)
-    n_bands = (height + _DITHER_BAND_ROWS - 1) // _DITHER_BAND_ROWS
-    entry_counts = np.zeros(palette.shape[0], dtype=np.int64)
-    squared_error = np.zeros(1)
-    tally = (colors, entries, entry_counts, squared_error)
-    state = (color_points, inverse, palette, labels, errors, values, weights)
-    for band in range(n_bands):
-        _diffuse_and_gather(band, *state, *grid, *shares, *tally)
-    _tally_band(n_bands - 1, inverse, labels, *tally)
-    return labels, entry_counts, squared_error[0]
+    entry_counts = np.zeros((2, palette.shape[0]), dtype=np.int64)
+    squared_errors = np.zeros(2)
+    pixels = (color_points, inverse, strength, edge_gap)
+    tally = (colors, entries, entry_counts, squared_errors)
+    _diffuse_halves_3(
+        halves, *pixels, palette, labels, errors, values, weights, grid, max_error, *tally
+    )
+    return labels, entry_counts[0] + entry_counts[1], squared_errors[0] + squared_errors[1]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _diffuse_halves_3(
+    halves,
+    color_points,
+    inverse,
+    strength,
+    edge_gap,
+    palette,
+    labels,
+    errors,
+    values,
+    weights,
+    grid,
+    max_error,
+    colors,
+    entries,
+    entry_counts,
+    squared_errors,
+):  # pragma: no cover - compiled
+    """:func:`dither_floyd_steinberg_3`'s two halves, side by side: each gathers its rows'
+    features and shares a band at a time (:func:`_gather_dither_rows`), diffuses the band
+    (:func:`_diffuse_band_3`) and tallies it (:func:`_tally_rows`), into its own scratch
+    arrays (index ``half``). On one thread the halves run one after the other, with the same
+    results."""
+    width = labels.shape[1]
+    for half in prange(2):
+        first, stop = halves[half], halves[half + 1]
+        for band_first in range(first, stop, _DITHER_BAND_ROWS):
+            n_rows = min(_DITHER_BAND_ROWS, stop - band_first)
+            _gather_dither_rows(
+                color_points,
+                inverse,
+                width,
+                band_first,
+                values[half, :n_rows],
+                weights[half, :n_rows],
+                strength,
+                edge_gap,
+            )
+            _diffuse_band_3(
+                band_first - first,
+                first,
+                n_rows,
+                palette,
+                labels,
+                errors[half],
+                values[half],
+                weights[half],
+                grid,
+                max_error,
+            )
+            _tally_rows(
+                band_first,
+                band_first + n_rows,
+                inverse,
+                labels,
+                colors,
+                entries,
+                entry_counts[half],
+                squared_errors[half:],
+            )
 
 
 @njit(cache=True, nogil=True)
-def _tally_band(
-    band, inverse, labels, colors, entries, entry_counts, squared_error
+def _tally_rows(
+    first_row, stop_row, inverse, labels, colors, entries, entry_counts, squared_error
 ):  # pragma: no cover - compiled
-    """Adds band ``band``'s pixels to ``entry_counts`` and their squared error to
-    ``squared_error[0]`` (see :func:`dither_floyd_steinberg_3`)."""
-    height, width = labels.shape
+    """Adds the pixels of rows ``first_row .. stop_row - 1`` to ``entry_counts`` and their
+    squared error to ``squared_error[0]`` (see :func:`dither_floyd_steinberg_3`)."""
+    width = labels.shape[1]
     total = 0.0
-    for row in range(band * _DITHER_BAND_ROWS, min(height, (band + 1) * _DITHER_BAND_ROWS)):
+    for row in range(first_row, stop_row):
         for column in range(width):
             label = labels[row, column]
             entry_counts[label] += 1
@@ -1801,67 +1868,14 @@ def _tally_band(
     squared_error[0] += total
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _diffuse_and_gather(
-    band,
-    color_points,
-    inverse,
-    palette,
-    labels,
-    errors,
-    values,
-    weights,
-    counts,
-    candidates,
-    low_0,
-    low_1,
-    low_2,
-    per_0,
-    per_1,
-    per_2,
-    strength,
-    max_error,
-    edge_gap,
-    colors,
-    entries,
-    entry_counts,
-    squared_error,
-):  # pragma: no cover - compiled
-    """Two tasks side by side: diffuse band ``band`` (its rows gathered in ``values[band %
-    2]``), and gather band ``band + 1`` into the other half and tally band ``band - 1``'s
-    labels (:func:`_tally_band`). The diffusion is serial; the gathering was 2.3 of a
-    photo's 14.7 ms at K = 16 (exploratory) and the tally, on its own after the diffusion,
-    0.8 ms: beside it, they cost no time. On one thread the tasks run one after the other,
-    with the same results."""
-    height, width = labels.shape
-    for task in prange(2):
-        if task == 0:
-            grid = (counts, candidates, low_0, low_1, low_2, per_0, per_1, per_2)
-            _diffuse_band_3(
-                band, palette, labels, errors, values[band % 2], weights[band % 2], grid, max_error
-            )
-        else:
-            if (band + 1) * _DITHER_BAND_ROWS < height:
-                following = (band + 1) % 2
-                _gather_dither_rows(
-                    color_points,
-                    inverse,
-                    width,
-                    (band + 1) * _DITHER_BAND_ROWS,
-                    values[following],
-                    weights[following],
-                    strength,
-                    edge_gap,
-                )
-            if band > 0:
-                _tally_band(band - 1, inverse, labels, colors, entries, entry_counts, squared_error)
-
-
 @njit(cache=True, nogil=True)
 def _diffuse_band_3(
-    band, palette, labels, errors, values, weights, grid, max_error
+    band_first, first, n_rows, palette, labels, errors, values, weights, grid, max_error
 ):  # pragma: no cover - compiled
-    """:func:`dither_floyd_steinberg_3`'s diffusion over the rows of one band."""
+    """:func:`dither_floyd_steinberg_3`'s diffusion over ``n_rows`` rows of the half that
+    starts at row ``first``, from its row ``band_first`` (counted from ``first``); the rows'
+    features and shares are in ``values`` and ``weights``, the half's carried errors in
+    ``errors``."""
     # The row loop below is dither_floyd_steinberg's, written out again on purpose, with
     # one variable per feature and the grid search inline: with the search in a helper
     # called per pixel the kernel ran 4 times slower (measured on a photo at K = 16). The
@@ -1869,13 +1883,13 @@ def _diffuse_band_3(
     # other three are written out, not looped over: the same sums in the same order, in
     # 0.94x the time at K = 16 and 0.87x at K = 64 on the photos (exploratory).
     counts, candidates, low_0, low_1, low_2, per_0, per_1, per_2 = grid
-    height, width = labels.shape
+    width = labels.shape[1]
     limit_squared = max_error * max_error
-    first_row = band * _DITHER_BAND_ROWS
-    for row in range(first_row, min(height, first_row + _DITHER_BAND_ROWS)):
-        band_row = row - first_row
-        current, following = errors[row % 2], errors[(row + 1) % 2]
-        forward = row % 2 == 0
+    for band_row in range(n_rows):
+        local = band_first + band_row  # rows alternate direction from the half's first
+        row = first + local
+        current, following = errors[local % 2], errors[(local + 1) % 2]
+        forward = local % 2 == 0
         direction = 1 if forward else -1
         ahead_0 = ahead_1 = ahead_2 = 0.0  # what the previous pixel passes ahead (7/16)
         for step in range(width):

@@ -226,8 +226,9 @@ def quantize(
         comes back as exact sRGB. "rgb" (default) minimises the MSE, so it gives the best
         PSNR; "lab" and "oklab" spend colours where the eye sees differences.
     dither : {"none", "floyd-steinberg", "ordered"}, optional
-        Map pixels to the palette with serpentine Floyd-Steinberg error diffusion or an 8x8
-        Bayer ordered dither, computed in ``space`` (default "none": nearest entry).
+        Map pixels to the palette with serpentine Floyd-Steinberg error diffusion (over the
+        image's top and bottom halves apart) or an 8x8 Bayer ordered dither, computed in
+        ``space`` (default "none": nearest entry).
     dither_strength : float, optional
         0..1, how much of the error is diffused (or how wide the ordered offsets are).
     rng : int, numpy.random.Generator or None, optional
