@@ -444,15 +444,16 @@ def best_restart(
         uniforms = np.empty((n_init, 0, 0))
     else:
         uniforms = np.stack([_plusplus_uniforms(n_colors, rng) for _ in range(n_init)])
-    nearest = np.empty((n_init, 3, X.shape[0]), dtype=np.intp)
-    labels = nearest[:, 0]
+    labels = np.empty((n_init, X.shape[0]), dtype=np.intp)
     n_iters = np.zeros(n_init, dtype=np.intp)
     n_found = np.full(n_init, n_colors, dtype=np.intp)
     if n_init > 1 and X.shape[0] < _RESTARTS_SIDE_BY_SIDE_BELOW:
+        nearest = np.empty((n_init, 3, X.shape[0]), dtype=np.intp)  # Lloyd's state: labels first
         bounds = np.empty((n_init, 3, X.shape[0]))
         _kernels.restarts(
             X, weights, uniforms, starts, max_iter, tol_abs, nearest, bounds, n_iters, n_found
         )
+        labels = nearest[:, 0]
     else:
         # Side by side each run would be serial inside (a parallel loop nested in another
         # runs on one thread), slower than one run on every thread.
