@@ -273,6 +273,9 @@ def png_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
         )
 
 
+SECTIONS = ("histogram", "dither", "stages", "mapping", "png")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", type=Path, help="images or folders (default: sample)")
@@ -281,7 +284,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("histogram", "dither", "stages", "mapping", "png"),
+        choices=SECTIONS,
         help="sections to run",
     )
     args = parser.parse_args()
@@ -297,7 +300,7 @@ def main() -> int:
         parser.error(f"cannot read an input: {error}")
     if not images:
         parser.error("no images found in the inputs")
-    sections = args.only or ["histogram", "dither", "stages", "mapping", "png"]
+    sections = args.only or SECTIONS
     print(f"{len(images)} images, medians of {args.repeat} runs")
     if "histogram" in sections:
         histogram_section(images, args.repeat)

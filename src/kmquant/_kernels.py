@@ -1705,8 +1705,9 @@ def dither_floyd_steinberg(
     distances = np.empty(palette.shape[0])
     values = np.empty((_DITHER_BAND_ROWS, width, n_features))
     weights = np.empty((_DITHER_BAND_ROWS, width))
-    split = (height + 1) // 2
-    for first, stop in ((0, split), (split, height)):
+    halves = _dither_halves(height)
+    for half in range(2):
+        first, stop = halves[half], halves[half + 1]
         current[:, :] = 0.0
         following[:, :] = 0.0
         for row in range(first, stop):
@@ -1745,6 +1746,13 @@ def dither_floyd_steinberg(
     return labels
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _dither_halves(height):  # pragma: no cover - compiled
+    """The rows of Floyd-Steinberg's two halves: half h is rows ``halves[h] ..
+    halves[h + 1] - 1``, the first ``ceil(height / 2)`` and the rest."""
+    return (0, (height + 1) // 2, height)
+
+
 @njit(cache=True, nogil=True)
 def dither_floyd_steinberg_3(
     color_points, inverse, height, width, palette, strength, max_error, edge_gap, colors, entries
@@ -1775,7 +1783,7 @@ def dither_floyd_steinberg_3(
         size[feature] = (top + max_error + 1.0 - low[feature]) / _GRID_CELLS
     counts, candidates = grid_candidates(palette, low, low + size * _GRID_CELLS)
     grid = (counts, candidates, low[0], low[1], low[2], 1.0 / size[0], 1.0 / size[1], 1.0 / size[2])
-    halves = (0, (height + 1) // 2, height)
+    halves = _dither_halves(height)
     errors = np.zeros((2, 2, width + 2, 3))  # each half's error carried into this row and the next
     values = np.empty((2, _DITHER_BAND_ROWS, width, 3))
     weights = np.empty((2, _DITHER_BAND_ROWS, width))
