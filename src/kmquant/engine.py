@@ -44,7 +44,6 @@ import numpy as np
 
 from . import _kernels
 from .kmeans import _init_random, _tolerance, _tolerance_of_spread
-from .remap import nearest_palette_labels
 
 __all__ = [
     "PRESETS",
@@ -738,18 +737,18 @@ def split_centers(
     :func:`kmquant._kernels.variance_split` cuts the weighted points into ``n_colors`` boxes,
     always cutting the box with the largest within-cluster sum of squares J_c at its mean
     across its widest feature; each cut lowers J, and no random draw is involved. A few
-    Lloyd steps (assign every point to its nearest centre, by the search that maps colours
-    to a palette, :func:`kmquant.remap.nearest_palette_labels`: through a grid for three
-    features, 0.92x the time of ``speed="fast"`` on the photos against trying every centre,
-    with the same labels; move each centre to its points' weighted mean) then lower J
-    further; empty clusters are relocated as in
+    Lloyd steps (assign every point to its nearest centre, move each centre to its points'
+    weighted mean) then lower J further; empty clusters are relocated as in
     :func:`kmquant.compute_centroids`. There may be fewer centres than ``n_colors`` only when
     the points allow no more cuts.
     """
     points = np.ascontiguousarray(points, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     centers, _ = _kernels.variance_split(points, weights, n_colors)
+    labels = np.empty(points.shape[0], dtype=np.intp)
+    # Every centre is tried: the grid of nearest_palette_labels gave the same labels in the
+    # same time here (a few thousand cells; 1.01 to 1.03x, exploratory, order alternated).
     for _ in range(n_steps):
-        labels = nearest_palette_labels(points, centers)
+        _kernels.nearest_labels(points, centers, labels)
         _kernels.weighted_means(points, weights, labels, centers)
     return FitResult(centers=centers, n_iter=n_steps)
