@@ -351,8 +351,9 @@ def test_restarts_side_by_side_equal_restarts_one_after_another(sample_image, n_
             bounds = np.empty((n_runs, 3, X.shape[0]))
             n_iters = np.zeros(n_runs, dtype=np.intp)
             n_found = np.empty(n_runs, dtype=np.intp)
+            state = X[:0]  # none: full scans
             _kernels.restarts(
-                X, weights, uniforms, starts, 300, tol_abs, nearest, bounds, n_iters, n_found
+                X, weights, uniforms, starts, 300, tol_abs, nearest, bounds, state, n_iters, n_found
             )
             labels = nearest[:, 0]
             assert n_found.tolist() == [n_colors] * n_runs
@@ -389,7 +390,10 @@ def test_restarts_from_given_centres_and_too_few_points():
     n_iters = np.zeros(1, dtype=np.intp)
     n_found = np.empty(1, dtype=np.intp)
     no_draws = np.empty((1, 0, 0))
-    _kernels.restarts(X, weights, no_draws, starts, 50, 0.0, nearest, bounds, n_iters, n_found)
+    no_state = np.empty((0, 2))
+    _kernels.restarts(
+        X, weights, no_draws, starts, 50, 0.0, nearest, bounds, no_state, n_iters, n_found
+    )
     labels = nearest[:, 0]
     assert n_found[0] == 2
     np.testing.assert_allclose(starts[0], [[1 / 3, 1 / 3], [5.0, 5.0]])
@@ -584,12 +588,40 @@ def test_swaps_from_bounds_equal_swaps_from_full_scans(
     tol_abs = _tolerance(X, weights, 1e-4)
     start = initial_centers(X, weights, n_colors, "k-means++", np.random.default_rng(3))
     assert X.shape[0] * n_colors >= engine._WARM_SWAP_PAIRS
+    monkeypatch.setattr(engine, "_trials_side_by_side", lambda n_points: 1)
     warm = improve_by_swaps(X, weights, start, trials=trials, max_iter=300, tol_abs=tol_abs)
     monkeypatch.setattr(engine, "_WARM_SWAP_PAIRS", 10**12)
     cold = improve_by_swaps(X, weights, start, trials=trials, max_iter=300, tol_abs=tol_abs)
     np.testing.assert_array_equal(warm[0], cold[0])
     assert warm[1:] == cold[1:]
     assert warm[2] >= 2
+
+
+@pytest.mark.parametrize(("n_boxes", "n_colors"), [(768, 16), (1536, 64)])
+def test_swap_trials_side_by_side_equal_trials_one_after_another(
+    sample_image, monkeypatch, n_boxes, n_colors
+):
+    # Two to four trials at a time, as if none were kept, the runs after a kept one dropped:
+    # the same centres, J and kept swaps as one trial at a time (which, at K = 16, scans in
+    # full rather than starting from the bounds).
+    from kmquant import engine
+
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    X, weights = box_points(colors, counts, n_boxes)
+    tol_abs = _tolerance(X, weights, 1e-4)
+    start = initial_centers(X, weights, n_colors, "k-means++", np.random.default_rng(3))
+    results = {}
+    for width in (1, 2, 3, 4):
+        monkeypatch.setattr(engine, "_trials_side_by_side", lambda n_points, w=width: w)
+        results[width] = improve_by_swaps(
+            X, weights, start, trials=20, max_iter=300, tol_abs=tol_abs
+        )
+    _, _, kept = results[1]
+    assert 1 <= kept < 20  # trials both kept and not
+    for width in (2, 3, 4):
+        np.testing.assert_array_equal(results[width][0], results[1][0])
+        assert results[width][1:] == results[1][1:]
 
 
 def test_ranking_from_bounds_gives_the_cheapest_centres_exactly(sample_image):

@@ -1536,7 +1536,17 @@ def kmeans_plusplus(X, weights, n_colors, uniforms):  # pragma: no cover - compi
 
 @njit(cache=True, nogil=True, parallel=True)
 def restarts(
-    X, weights, uniforms, starts, max_iter, tol_abs, nearest, bounds, n_iters, n_found
+    X,
+    weights,
+    uniforms,
+    starts,
+    max_iter,
+    tol_abs,
+    nearest,
+    bounds,
+    state_centers,
+    n_iters,
+    n_found,
 ):  # pragma: no cover - compiled
     """Independent k-means runs side by side, one per thread: seeding, then Lloyd.
 
@@ -1546,9 +1556,11 @@ def restarts(
     and ``bounds`` (n_runs, 3, n; ``nearest[r, 0]``: the labels, see :func:`lloyd_from`),
     Lloyd's iterations into ``n_iters`` (n_runs,) and the centres seeding found into
     ``n_found`` (n_runs,): fewer than n_colors when the points ran out, and then that run
-    has no Lloyd. Each run is serial inside (a nested parallel loop runs on its own thread),
-    so the results do not depend on the number of threads. The function creates no array
-    itself: numba would make that a parallel loop of its own.
+    has no Lloyd. ``state_centers`` (k, d) are the centres that every run's state in
+    ``nearest`` and ``bounds`` was left for (swap trials from a converged run), or (0, d):
+    each run starts with a full scan. Each run is serial inside (a nested parallel loop runs
+    on its own thread), so the results do not depend on the number of threads. The function
+    creates no array itself: numba would make that a parallel loop of its own.
     """
     n_runs, n_colors = starts.shape[0], starts.shape[1]
     for run in prange(n_runs):
@@ -1557,9 +1569,8 @@ def restarts(
             seeded, n_found[run] = kmeans_plusplus(X, weights, n_colors, uniforms[run])
             _copy_rows(seeded, starts[run])
         if n_found[run] == n_colors:
-            no_state = starts[run, :0]  # (0, d): start with a full scan
             n_iters[run], _ = lloyd_from(
-                X, weights, starts[run], max_iter, tol_abs, nearest[run], bounds[run], no_state
+                X, weights, starts[run], max_iter, tol_abs, nearest[run], bounds[run], state_centers
             )
 
 
