@@ -120,7 +120,9 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
         def wrapper(*args, **kwargs):
             started = time.perf_counter()
             result = original(*args, **kwargs)
-            spent[label(args) if label else name] += time.perf_counter() - started
+            key = label(args) if label else name
+            if key is not None:  # None: counted by the caller
+                spent[key] += time.perf_counter() - started
             return result
 
         setattr(module, name, wrapper)
@@ -130,7 +132,8 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
 
     def lloyd_label(args):
         if in_swaps[0]:
-            return "lloyd in swaps"
+            # The swaps' Lloyd runs go through lloyd_runs, one at a time or side by side.
+            return None
         return "lloyd refine (all colours)" if args[0].shape[0] == n_colors[0] else "lloyd, other"
 
     original_histogram = quantize_module.color_histogram
@@ -157,6 +160,7 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
     timed(engine, "split_into_boxes", lambda args: "boxes")
     timed(engine, "best_restart", lambda args: "restarts (k-means++ and lloyd, side by side)")
     timed(engine, "lloyd", lloyd_label)
+    timed(engine, "lloyd_runs", lambda args: "lloyd in swaps")
     quantize_module.color_histogram = histogram
     timed(quantize_module, "apply_palette", lambda args: "mapping")
     for k in ks:
