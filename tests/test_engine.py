@@ -58,7 +58,7 @@ def compiled_lloyd(X, weights, centers, max_iter, tol_abs):
     bounds = np.empty((3, X.shape[0]))
     no_state = np.empty((0, centers.shape[1]))
     n_iter, converged = _kernels.lloyd_from(
-        X, weights, centers, max_iter, tol_abs, nearest, bounds, no_state
+        X, weights, centers, max_iter, tol_abs, nearest, bounds, no_state, 1.0
     )
     return nearest[0], n_iter, converged
 
@@ -115,6 +115,34 @@ def test_separation_walk_by_norm_equals_all_pairs(sample_image, n_colors):
         np.testing.assert_allclose(separation[1], reach, rtol=1e-12)
         np.testing.assert_array_equal(separation[2], local_shift)
         np.testing.assert_allclose(distances[np.arange(n_colors), remembered], 2 * half_gap)
+
+
+@pytest.mark.parametrize("n_colors", [16, 64])
+def test_over_relaxed_lloyd_ends_at_a_fixed_point_by_another_path(sample_image, n_colors):
+    # Over-relaxed first steps, then plain ones: with no tolerance the run ends where no label
+    # moves, every centre its cluster's weighted mean and every label the nearest centre; the
+    # path differs from plain Lloyd's (fewer steps here) and J is no worse.
+    histogram = color_histogram(sample_image)
+    X, weights = histogram.colors.astype(float), histogram.counts.astype(float)
+    start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=4)
+    runs = {}
+    for relaxation in (1.0, 1.5):
+        centers = start.copy()
+        nearest = np.empty((3, X.shape[0]), dtype=np.intp)
+        bounds = np.empty((3, X.shape[0]))
+        n_iter, converged = _kernels.lloyd_from(
+            X, weights, centers, 500, 0.0, nearest, bounds, X[:0], relaxation
+        )
+        assert converged
+        means = centers.copy()
+        _kernels.weighted_means(X, weights, nearest[0], means)
+        np.testing.assert_allclose(centers, means, rtol=1e-12, atol=1e-9)
+        labels = np.empty(X.shape[0], dtype=np.intp)
+        _kernels.nearest_labels(X, centers, labels)
+        np.testing.assert_array_equal(nearest[0], labels)
+        runs[relaxation] = (n_iter, _kernels.weighted_squared_error(X, weights, centers, labels))
+    assert runs[1.5][0] < runs[1.0][0]
+    assert runs[1.5][1] <= runs[1.0][1] * (1 + 1e-3)
 
 
 @pytest.mark.parametrize("n_colors", [16, 256])

@@ -1234,7 +1234,7 @@ _RECOUNT_SHARE = 0.25
 
 @njit(cache=True, nogil=True)
 def lloyd_from(
-    X, weights, centers, max_iter, tol_abs, nearest, bounds, state_centers
+    X, weights, centers, max_iter, tol_abs, nearest, bounds, state_centers, relaxation
 ):  # pragma: no cover - compiled
     """Lloyd's algorithm with Hamerly's bounds, from a known state of the bounds or none.
 
@@ -1257,6 +1257,13 @@ def lloyd_from(
     points that moved are taken out of one and put into another (serially, in index order),
     so the update step costs the moved points, not all of them; with integer colours and
     counts the sums are exact, hence equal to a recount.
+
+    ``relaxation`` > 1 over-relaxes the first steps: each centre moves ``relaxation`` times
+    the way from where it is to its cluster's mean, which crosses the long, slow stretches of
+    Lloyd's path in fewer steps. Plain steps (``relaxation`` = 1 from the start) take over
+    once a step would have been within the tolerance unrelaxed, once no label moved, or
+    after a relocation, and only a plain step can converge, so a converged run ends at a
+    fixed point of Lloyd: every centre is its cluster's mean and every label the nearest.
     """
     n_points = X.shape[0]
     n_centers, n_features = centers.shape
@@ -1282,14 +1289,28 @@ def lloyd_from(
     n_moved = 0
     n_iter = 0
     converged = False
+    relaxing = relaxation != 1.0
     while n_iter < max_iter:  # on leaving, the labels match the centres
         n_iter += 1
         _copy_rows(centers, previous)
         n_empty = _means_from_sums(sums, totals, members, centers)
         if n_empty > 0:  # relocation, as compute_centroids does it
             weighted_means(X, weights, labels, centers)
+            relaxing = False
+        if n_iter > 1 and n_moved == 0:
+            relaxing = False
+        if relaxing:
+            for k in range(n_centers):
+                for feature in range(n_features):
+                    step = centers[k, feature] - previous[k, feature]
+                    centers[k, feature] = previous[k, feature] + relaxation * step
         total_shift = _shifts(centers, previous, shift)
-        converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
+        if relaxing:
+            # The plain step, 1 / relaxation of this one, would have been within tolerance.
+            relaxing = total_shift > tol_abs * relaxation * relaxation
+            converged = False
+        else:
+            converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
         n_moved = _bounded_assign(
             X, point_norms, centers, nearest, bounds, shift, separation, moves, block_moves
         )
@@ -1570,7 +1591,15 @@ def restarts(
             _copy_rows(seeded, starts[run])
         if n_found[run] == n_colors:
             n_iters[run], _ = lloyd_from(
-                X, weights, starts[run], max_iter, tol_abs, nearest[run], bounds[run], state_centers
+                X,
+                weights,
+                starts[run],
+                max_iter,
+                tol_abs,
+                nearest[run],
+                bounds[run],
+                state_centers,
+                1.0,
             )
 
 

@@ -362,6 +362,7 @@ def lloyd(
     *,
     after: LloydRun | None = None,
     boxes: Boxes | None = None,
+    relaxation: float = 1.0,
 ) -> LloydRun:
     """Compiled Lloyd from ``centers`` (not modified); the labels match the new centres.
 
@@ -369,6 +370,8 @@ def lloyd(
     centres in a few centres then needs no full scan. ``boxes``, the points merged into
     boxes, lets the first scan run box by box
     (:func:`kmquant._kernels.nearest_three_by_boxes`). The result is the same either way.
+    ``relaxation`` > 1 over-relaxes the first steps (see
+    :func:`kmquant._kernels.lloyd_from`); that does change the result.
     """
     result = np.ascontiguousarray(centers, dtype=np.float64).copy()
     if after is not None:
@@ -383,7 +386,7 @@ def lloyd(
             )
             state_centers = result.copy()
     n_iter, _ = _kernels.lloyd_from(
-        X, weights, result, max_iter, tol_abs, nearest, bounds, state_centers
+        X, weights, result, max_iter, tol_abs, nearest, bounds, state_centers, relaxation
     )
     return LloydRun(result, int(n_iter), nearest, bounds)
 
@@ -731,6 +734,15 @@ def lloyd_runs(
     ]
 
 
+# The final Lloyd on every colour over-relaxes its first steps (see lloyd_from): it starts
+# near a minimum that the colours move only slowly, and the plain steps stop on the
+# tolerance before reaching it. The photos, K = 16 / 64 / 256 (exploratory): mean MSE 70.811
+# -> 70.799, 20.010 -> 20.004 and 6.920 -> 6.914; 8.8 -> 7.9, 20.0 -> 14.9 and 33.6 -> 26.4
+# steps; refine 2.80 -> 2.65, 9.0 -> 7.7 and 21.3 -> 20.8 ms an image (a relaxed step loosens
+# the bounds more). 1.3 and 1.7 did no better.
+_REFINE_RELAXATION = 1.5
+
+
 def fit_centers(
     colors: np.ndarray,
     counts: np.ndarray,
@@ -809,7 +821,15 @@ def fit_centers(
             )
         else:
             refine_tol = tolerance(features, weights_all)
-        refined = lloyd(features, weights_all, best_centers, max_iter, refine_tol, boxes=boxes)
+        refined = lloyd(
+            features,
+            weights_all,
+            best_centers,
+            max_iter,
+            refine_tol,
+            boxes=boxes,
+            relaxation=_REFINE_RELAXATION,
+        )
         # A copy: the labels are a row of Lloyd's state, which is three times their size.
         labels = refined.labels.copy()
         return FitResult(centers=refined.centers, n_iter=refined.n_iter, labels=labels)
