@@ -86,6 +86,9 @@ class SpeedPreset:
     box_points : float or None
         Merge colours without alpha into ``round(box_points * sqrt(K))`` variance-split
         boxes (see :func:`box_points`) rather than into cells.
+    refine_relaxation : float
+        Over-relaxation of the refine's first Lloyd steps up to ``finer_above``
+        (:func:`kmquant._kernels.lloyd_from`; 1: plain steps, as above it).
     """
 
     coarse_bits: int | None
@@ -96,6 +99,7 @@ class SpeedPreset:
     large_n_init: int | None = None
     large_swap_trials: int | None = None
     box_points: float | None = None
+    refine_relaxation: float = 1.0
 
     def is_large(self, n_colors: int) -> bool:
         """Whether K = ``n_colors`` is above :attr:`finer_above`."""
@@ -121,6 +125,10 @@ class SpeedPreset:
             return self.large_swap_trials
         return self.swap_trials
 
+    def relaxation_for(self, n_colors: int) -> float:
+        """The refine's over-relaxation for K = ``n_colors``."""
+        return 1.0 if self.is_large(n_colors) else self.refine_relaxation
+
     def boxes_for(self, n_colors: int) -> int | None:
         """Variance-split boxes for K = ``n_colors`` (None: cells or all colours)."""
         if self.box_points is None:
@@ -145,6 +153,13 @@ PRESETS: dict[str, SpeedPreset] = {
     # Two restarts, not three: the swaps that follow leave the same J either way (mean MSE
     # of the photos, seeds 0 to 3, K = 24 to 96: 0.9999 to 1.0005 x three's), and on two
     # cores three side by side take the time of four (3.2 against 1.6 ms at K = 64).
+    # The refine over-relaxes: it starts near a minimum that the colours approach only
+    # slowly, and plain steps stop on the tolerance before reaching it. The photos at K = 16
+    # and 64 (exploratory): mean MSE 70.811 -> 70.799 and 20.010 -> 20.004 in 8.8 -> 7.9
+    # and 20.0 -> 14.9 steps, the refine 2.80 -> 2.65 and 9.0 -> 7.7 ms an image (a relaxed
+    # step loosens the bounds more); 1.3 and 1.7 did no better. Above K = 96 the relaxed
+    # refine ran further (the large images at K = 256: 44.5 -> 50.5 steps, J 0.3% lower)
+    # and took 1.18x the time, so it stays plain there.
     "default": SpeedPreset(
         coarse_bits=5,
         n_init=2,
@@ -153,6 +168,7 @@ PRESETS: dict[str, SpeedPreset] = {
         large_n_init=2,
         large_swap_trials=5,
         box_points=192.0,
+        refine_relaxation=1.5,
     ),
     "best": SpeedPreset(coarse_bits=None, n_init=3, swap_trials=30),
 }
@@ -734,15 +750,6 @@ def lloyd_runs(
     ]
 
 
-# The final Lloyd on every colour over-relaxes its first steps (see lloyd_from): it starts
-# near a minimum that the colours move only slowly, and the plain steps stop on the
-# tolerance before reaching it. The photos, K = 16 / 64 / 256 (exploratory): mean MSE 70.811
-# -> 70.799, 20.010 -> 20.004 and 6.920 -> 6.914; 8.8 -> 7.9, 20.0 -> 14.9 and 33.6 -> 26.4
-# steps; refine 2.80 -> 2.65, 9.0 -> 7.7 and 21.3 -> 20.8 ms an image (a relaxed step loosens
-# the bounds more). 1.3 and 1.7 did no better.
-_REFINE_RELAXATION = 1.5
-
-
 def fit_centers(
     colors: np.ndarray,
     counts: np.ndarray,
@@ -828,7 +835,7 @@ def fit_centers(
             max_iter,
             refine_tol,
             boxes=boxes,
-            relaxation=_REFINE_RELAXATION,
+            relaxation=preset.relaxation_for(n_colors),
         )
         # A copy: the labels are a row of Lloyd's state, which is three times their size.
         labels = refined.labels.copy()
