@@ -21,7 +21,8 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    large K the next ranking, too, reads those bounds (:func:`_ranking_distances`). On the
    coarse points the next few trials run side by side on numba's threads, as if none were
    kept; the runs after a kept one are dropped.
-4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence. Its
+4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence, its
+   first steps over-relaxed up to K = 96 (:attr:`SpeedPreset.refine_relaxation`). Its
    first scan runs box by box: a colour's three nearest centres are searched only among the
    few that can be near its box (:func:`kmquant._kernels.nearest_three_by_boxes`). Its
    labels are where the search for each colour's nearest palette entry starts.
