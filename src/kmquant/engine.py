@@ -703,8 +703,11 @@ def _next_pair(
 # further run adds less: with that rate, two, three and four side by side make 1.7, 2.1 and
 # 2.5 trials a round. All the swaps of the photos on two cores, two side by side
 # (exploratory): 3.20 -> 2.55 ms an image at K = 16, 4.65 -> 4.0 at K = 64, but 3.64 -> 4.08
-# at K = 256, where every trial is kept and a round lasts as long as its slower run.
-_MAX_TRIALS_SIDE_BY_SIDE = 4
+# at K = 256, where every trial is kept and a round lasts as long as its slower run. On a
+# 16-core machine (four photos, 16 threads, exploratory), one to four side by side: 9.6,
+# 7.5, 6.0, 5.3 ms at K = 16; 11.8, 9.9, 8.7, 9.2 ms at K = 64; 9.4, 10.5, 10.7, 11.4 ms
+# at K = 256. Three did best over the three.
+_MAX_TRIALS_SIDE_BY_SIDE = 3
 
 
 def _trials_side_by_side(n_points: int) -> int:
