@@ -582,6 +582,22 @@ def test_scan_box_by_box_equals_the_full_scan(sample_image, n_colors):
     assert by_boxes.n_iter == full.n_iter
 
 
+def test_threads_at_most_limits_numba_threads_inside_and_restores_them():
+    import numba
+
+    from kmquant.engine import threads_at_most
+
+    before = numba.get_num_threads()
+    with threads_at_most(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with pytest.raises(RuntimeError), threads_at_most(1):
+        raise RuntimeError("inside")
+    assert numba.get_num_threads() == before
+    with threads_at_most(None), threads_at_most(before + 1):
+        assert numba.get_num_threads() == before
+
+
 def test_swaps_escape_a_bad_local_minimum():
     # Three tight groups; Lloyd from two centres in the first group and one between the other
     # two is stuck. One swap (remove a redundant centre, split the wide cluster) fixes it.

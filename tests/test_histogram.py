@@ -9,7 +9,7 @@ from kmquant._kernels import (
     pixel_squared_error,
     weighted_squared_error,
 )
-from kmquant.histogram import cell_histogram, hashed_histogram, pack_colors
+from kmquant.histogram import bitmap_parts, cell_histogram, hashed_histogram, pack_colors
 
 
 def test_histogram_of_the_sample_rebuilds_every_pixel(sample_image):
@@ -35,6 +35,21 @@ def _numpy_histogram(pixels):
         pack_colors(pixels).astype(np.int64), return_inverse=True, return_counts=True
     )
     return keys, counts, inverse.reshape(-1)
+
+
+@pytest.mark.parametrize(
+    ("threads", "n_pixels", "parts"),
+    [(1, 10**8, 1), (2, 400_000, 2), (16, 400_000, 2), (16, 25_000_000, 11), (4, 10**8, 4)],
+)
+def test_bitmap_slices_follow_the_pixels_not_only_the_threads(
+    monkeypatch, threads, n_pixels, parts
+):
+    # One slice a thread, but each slice zeroes and ORs a 2 MiB bitmap: a photo gets two,
+    # a 25 MP image one per 2 Mi pixels, never more than the threads.
+    import numba
+
+    monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
+    assert bitmap_parts(n_pixels) == parts
 
 
 @pytest.mark.parametrize("n_parts", [1, 2, 3])
