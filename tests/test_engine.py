@@ -52,13 +52,13 @@ def test_hash_histogram_handles_full_32_bit_keys():
     assert histogram.counts.tolist() == [1, 2]
 
 
-def compiled_lloyd(X, weights, centers, max_iter, tol_abs):
+def compiled_lloyd(X, weights, centers, max_iter, tol_abs, relaxation=1.0):
     """The compiled Lloyd from a full scan, in place on ``centers``: labels, n_iter, converged."""
     nearest = np.empty((3, X.shape[0]), dtype=np.intp)
     bounds = np.empty((3, X.shape[0]))
     no_state = np.empty((0, centers.shape[1]))
     n_iter, converged = _kernels.lloyd_from(
-        X, weights, centers, max_iter, tol_abs, nearest, bounds, no_state, 1.0
+        X, weights, centers, max_iter, tol_abs, nearest, bounds, no_state, relaxation
     )
     return nearest[0], n_iter, converged
 
@@ -128,18 +128,14 @@ def test_over_relaxed_lloyd_ends_at_a_fixed_point_by_another_path(sample_image, 
     runs = {}
     for relaxation in (1.0, 1.5):
         centers = start.copy()
-        nearest = np.empty((3, X.shape[0]), dtype=np.intp)
-        bounds = np.empty((3, X.shape[0]))
-        n_iter, converged = _kernels.lloyd_from(
-            X, weights, centers, 500, 0.0, nearest, bounds, X[:0], relaxation
-        )
+        found, n_iter, converged = compiled_lloyd(X, weights, centers, 500, 0.0, relaxation)
         assert converged
         means = centers.copy()
-        _kernels.weighted_means(X, weights, nearest[0], means)
+        _kernels.weighted_means(X, weights, found, means)
         np.testing.assert_allclose(centers, means, rtol=1e-12, atol=1e-9)
         labels = np.empty(X.shape[0], dtype=np.intp)
         _kernels.nearest_labels(X, centers, labels)
-        np.testing.assert_array_equal(nearest[0], labels)
+        np.testing.assert_array_equal(found, labels)
         runs[relaxation] = (n_iter, _kernels.weighted_squared_error(X, weights, centers, labels))
     assert runs[1.5][0] < runs[1.0][0]
     assert runs[1.5][1] <= runs[1.0][1] * (1 + 1e-3)
@@ -403,7 +399,7 @@ def test_best_restart_is_the_same_side_by_side_or_one_after_another(sample_image
     tol_abs = _tolerance(X, weights, 1e-4)
     options = dict(init="k-means++", n_init=3, max_iter=300, tol_abs=tol_abs)
     one_after_another = engine.best_restart(X, weights, 24, rng=np.random.default_rng(5), **options)
-    monkeypatch.setattr(engine, "_RESTARTS_SIDE_BY_SIDE_BELOW", 10**9)
+    monkeypatch.setattr(engine, "_LLOYD_SERIAL_BELOW", 10**9)
     side_by_side = engine.best_restart(X, weights, 24, rng=np.random.default_rng(5), **options)
     np.testing.assert_array_equal(side_by_side[0], one_after_another[0])
     assert side_by_side[1:] == one_after_another[1:]
@@ -585,7 +581,7 @@ def test_scan_box_by_box_equals_the_full_scan(sample_image, n_colors):
 def test_threads_at_most_limits_numba_threads_inside_and_restores_them():
     import numba
 
-    from kmquant.engine import threads_at_most
+    from kmquant._kernels import threads_at_most
 
     before = numba.get_num_threads()
     with threads_at_most(1):

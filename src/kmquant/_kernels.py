@@ -21,9 +21,11 @@ from __future__ import annotations
 import os
 import sys
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import numba
 import numpy as np
 from numba import njit, prange
 from numba.core import event as numba_event
@@ -41,6 +43,22 @@ def let_idle_threads_sleep() -> None:
     processes inherit it.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@contextmanager
+def threads_at_most(n_threads: int | None) -> Iterator[None]:
+    """Run the block on at most ``n_threads`` numba threads (None: as many as now). numba's
+    thread count is per Python thread, so other threads are not affected; the results of
+    the kernels do not depend on it."""
+    before = numba.get_num_threads()
+    if n_threads is None or before <= n_threads:
+        yield
+        return
+    numba.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def when_compiling(callback: Callable[[], None]) -> None:

@@ -40,8 +40,6 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -437,10 +435,11 @@ def _check_seeded(n_found: int, n_colors: int) -> None:
         )
 
 
-# Restarts run side by side below this many points, where Lloyd's assignment is serial anyway
-# (``speed="best"`` on all of a photo's colours, 3 restarts: 211 -> 170 ms an image at K = 64
-# one after another, exploratory).
-_RESTARTS_SIDE_BY_SIDE_BELOW = _kernels._PARALLEL_ASSIGN_POINTS
+# Below this many points Lloyd's assignment is serial anyway, so restarts and swap trials run
+# side by side there, and the search keeps to a few threads (_COARSE_THREADS). On more,
+# restarts run one after another, each on every thread (``speed="best"`` on all of a photo's
+# colours, 3 restarts: 211 -> 170 ms an image at K = 64 one after another, exploratory).
+_LLOYD_SERIAL_BELOW = _kernels._PARALLEL_ASSIGN_POINTS
 
 
 def best_restart(
@@ -475,7 +474,7 @@ def best_restart(
     labels = np.empty((n_init, X.shape[0]), dtype=np.intp)
     n_iters = np.zeros(n_init, dtype=np.intp)
     n_found = np.full(n_init, n_colors, dtype=np.intp)
-    if n_init > 1 and X.shape[0] < _RESTARTS_SIDE_BY_SIDE_BELOW:
+    if n_init > 1 and X.shape[0] < _LLOYD_SERIAL_BELOW:
         nearest = np.empty((n_init, 3, X.shape[0]), dtype=np.intp)  # Lloyd's state: labels first
         bounds = np.empty((n_init, 3, X.shape[0]))
         # X[:0], no state: each run starts with a full scan.
@@ -716,7 +715,7 @@ def _trials_side_by_side(n_points: int) -> int:
     """How many swap trials :func:`improve_by_swaps` runs at once on ``n_points`` points:
     one per numba thread (at most ``_MAX_TRIALS_SIDE_BY_SIDE``) where Lloyd's assignment is
     serial anyway, one on more points (Lloyd then uses every thread)."""
-    if n_points >= _RESTARTS_SIDE_BY_SIDE_BELOW:
+    if n_points >= _LLOYD_SERIAL_BELOW:
         return 1
     return max(1, min(_MAX_TRIALS_SIDE_BY_SIDE, numba.get_num_threads()))
 
@@ -762,21 +761,6 @@ def lloyd_runs(
 # with 16 threads the swaps took 61% of 74.9 ms an image at K = 16, with 4 threads 24% of
 # 21.6 ms. The results do not depend on the number of threads.
 _COARSE_THREADS = 4
-
-
-@contextmanager
-def threads_at_most(n_threads: int | None) -> Iterator[None]:
-    """Run the block on at most ``n_threads`` numba threads (None: as many as now). numba's
-    thread count is per Python thread, so other threads are not affected."""
-    before = numba.get_num_threads()
-    if n_threads is None or before <= n_threads:
-        yield
-        return
-    numba.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def fit_centers(
@@ -835,8 +819,8 @@ def fit_centers(
     tol_abs = tolerance(X, weights)
     if n_init is None:
         n_init = preset.restarts_for(n_colors, X.shape[0])
-    coarse = X.shape[0] < _kernels._PARALLEL_ASSIGN_POINTS
-    with threads_at_most(_COARSE_THREADS if coarse else None):
+    coarse = X.shape[0] < _LLOYD_SERIAL_BELOW
+    with _kernels.threads_at_most(_COARSE_THREADS if coarse else None):
         best_centers, _, n_iter = best_restart(
             X,
             weights,

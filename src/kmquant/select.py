@@ -261,8 +261,6 @@ def elbow_curve(
     # queued, this thread encodes the next itself (on the sample: 0.15 s against 0.17 s
     # with the encoding thread alone, `python benchmarks/elbow.py`).
     n_waiting = max(1, min(_ELBOW_WAITING, _ELBOW_WAITING_BYTES // max(1, shape[0] * shape[1])))
-    numba_threads = numba.get_num_threads()
-    numba.set_num_threads(max(1, numba_threads - 1))
     pending: deque[tuple[int, float, Future[bytes]]] = deque()
 
     def collect_oldest() -> None:
@@ -278,54 +276,50 @@ def elbow_curve(
             )
         )
 
-    try:
-        with ThreadPoolExecutor(1) as encoder:
-            run = None
-            for k in range(ks[0], ks[-1] + 1):
-                n_free = k - n_reserved
-                clustered = 1 <= n_free < problem.n_candidates
-                if clustered:
-                    # Every K in the range moves the centres on (the warm start of K + 1)...
-                    start = (
-                        initial_centers(X, weights, n_free, "k-means++", generator)
-                        if run is None
-                        else _widen(X, weights, run)
-                    )
-                    run = lloyd(X, weights, start, max_iter, tol_abs)
-                if k not in wanted:
-                    continue
-                # ... but only the K asked for become palettes and images.
-                guesses = None
-                if run is not None and clustered:
-                    found = features_to_palette(run.centers, "rgb", problem.n_channels)
-                    palette, places = problem.palette_and_places(found)
-                    guesses = problem.entry_guesses(palette, places, run.labels, rows)
-                else:
-                    found = problem.colors if n_free >= 1 else problem.reserved[:0]
-                    palette = problem.palette_with(found)
-                result = apply_palette(
-                    histogram,
-                    shape,
-                    palette,
-                    squeeze_channels=squeezed,
-                    color_points=problem.all_points,
-                    color_guesses=guesses,
+    fitting_threads = max(1, numba.get_num_threads() - 1)
+    with _kernels.threads_at_most(fitting_threads), ThreadPoolExecutor(1) as encoder:
+        run = None
+        for k in range(ks[0], ks[-1] + 1):
+            n_free = k - n_reserved
+            clustered = 1 <= n_free < problem.n_candidates
+            if clustered:
+                # Every K in the range moves the centres on (the warm start of K + 1)...
+                start = (
+                    initial_centers(X, weights, n_free, "k-means++", generator)
+                    if run is None
+                    else _widen(X, weights, run)
                 )
-                queued = sum(not encoded.done() for _, _, encoded in pending)
-                if queued >= _ELBOW_ENCODE_HERE_FROM:
-                    encoded_here: Future[bytes] = Future()
-                    encoded_here.set_result(encode_png(result, optimize=0))
-                    pending.append((k, result.inertia, encoded_here))
-                else:
-                    pending.append(
-                        (k, result.inertia, encoder.submit(encode_png, result, optimize=0))
-                    )
-                while len(pending) > n_waiting:
-                    collect_oldest()
-            while pending:
+                run = lloyd(X, weights, start, max_iter, tol_abs)
+            if k not in wanted:
+                continue
+            # ... but only the K asked for become palettes and images.
+            guesses = None
+            if run is not None and clustered:
+                found = features_to_palette(run.centers, "rgb", problem.n_channels)
+                palette, places = problem.palette_and_places(found)
+                guesses = problem.entry_guesses(palette, places, run.labels, rows)
+            else:
+                found = problem.colors if n_free >= 1 else problem.reserved[:0]
+                palette = problem.palette_with(found)
+            result = apply_palette(
+                histogram,
+                shape,
+                palette,
+                squeeze_channels=squeezed,
+                color_points=problem.all_points,
+                color_guesses=guesses,
+            )
+            queued = sum(not encoded.done() for _, _, encoded in pending)
+            if queued >= _ELBOW_ENCODE_HERE_FROM:
+                encoded_here: Future[bytes] = Future()
+                encoded_here.set_result(encode_png(result, optimize=0))
+                pending.append((k, result.inertia, encoded_here))
+            else:
+                pending.append((k, result.inertia, encoder.submit(encode_png, result, optimize=0)))
+            while len(pending) > n_waiting:
                 collect_oldest()
-    finally:
-        numba.set_num_threads(numba_threads)
+        while pending:
+            collect_oldest()
     knee_index = find_knee([p.n_colors for p in points], [p.inertia for p in points])
     return ElbowCurve(points=tuple(points), knee=points[knee_index].n_colors)
 
