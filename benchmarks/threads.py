@@ -15,26 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numba
 import numpy as np
 
 import kmquant
 from compare import list_images
+from kernels import median_seconds
 from kmquant import color_histogram
-
-
-def median_seconds(task, repeat: int) -> float:
-    task()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
