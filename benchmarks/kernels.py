@@ -1,12 +1,16 @@
 """Inner steps side by side with the code they replaced or beside, in one process.
 
-    python benchmarks/kernels.py ../shared/corpus/photos            # all five sections
+    python benchmarks/kernels.py ../shared/corpus/photos            # all six sections
     python benchmarks/kernels.py --only png -k 2 4 16 256           # the bundled sample
     python benchmarks/kernels.py ../shared/corpus/photos --only stages -k 64 256
 
 - ``histogram``: :func:`kmquant.color_histogram` (the bitmap route for RGB) against
   :func:`kmquant.histogram.hashed_histogram` (hash table + sort of the distinct colours) on
   the same pixels; both must give the same histogram.
+- ``boxes``: the default preset's variance-split boxes (192 sqrt(K) of them) on each
+  image's colours, packed (:func:`kmquant._kernels.split_colors_into_boxes`, what
+  ``quantize`` uses for RGB) against the general route on float rows
+  (:func:`kmquant._kernels.split_into_boxes`); both must give the same boxes.
 - ``dither``: the three-feature Floyd-Steinberg kernel (grid of candidate lists) against the
   general one (every entry scanned) on each image's own palette at each K; both must give the
   same labels.
@@ -78,6 +82,36 @@ def histogram_section(images: list[np.ndarray], repeat: int) -> None:
         f"histogram: bitmap {1000 * bitmap / n:.2f} ms, hash + sort {1000 * hashed / n:.2f} ms "
         f"an image ({hashed / bitmap:.1f}x), same histograms"
     )
+
+
+def boxes_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
+    for k in ks:
+        n_boxes = engine.PRESETS["default"].boxes_for(k)
+        assert n_boxes is not None
+        packed_seconds = general_seconds = 0.0
+        for image in images:
+            histogram = color_histogram(image)
+            colors, counts = histogram.colors, histogram.counts
+            floats, weights = colors.astype(np.float64), counts.astype(np.float64)
+            packed = engine.split_into_boxes(floats, weights, n_boxes, colors=colors, counts=counts)
+            general = engine.split_into_boxes(floats, weights, n_boxes)
+            if packed is None or general is None:
+                continue  # no more colours than boxes: nothing to cut
+            for name in ("points", "weights", "starts", "stops"):
+                assert np.array_equal(getattr(packed, name), getattr(general, name))
+            packed_seconds += median_seconds(
+                lambda c=colors, w=counts, b=n_boxes: _kernels.split_colors_into_boxes(c, w, b),
+                repeat,
+            )
+            general_seconds += median_seconds(
+                lambda c=floats, w=weights, b=n_boxes: _kernels.split_into_boxes(c, w, b), repeat
+            )
+        n = len(images)
+        print(
+            f"boxes K={k} ({n_boxes}): packed {1000 * packed_seconds / n:.2f} ms, float rows "
+            f"{1000 * general_seconds / n:.2f} ms an image "
+            f"({general_seconds / max(packed_seconds, 1e-12):.2f}x), same boxes"
+        )
 
 
 def dither_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
@@ -277,7 +311,7 @@ def png_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
         )
 
 
-SECTIONS = ("histogram", "dither", "stages", "mapping", "png")
+SECTIONS = ("histogram", "boxes", "dither", "stages", "mapping", "png")
 
 
 def main() -> int:
@@ -308,6 +342,8 @@ def main() -> int:
     print(f"{len(images)} images, medians of {args.repeat} runs")
     if "histogram" in sections:
         histogram_section(images, args.repeat)
+    if "boxes" in sections:
+        boxes_section(images, args.k, args.repeat)
     if "dither" in sections:
         dither_section(images, args.k, args.repeat)
     if "stages" in sections:

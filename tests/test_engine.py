@@ -519,6 +519,41 @@ def test_three_feature_cuts_equal_the_general_ones(sample_image):
     assert general.scatter == three.scatter
 
 
+@pytest.mark.parametrize("n_boxes", [768, 3072])
+def test_packed_colours_give_the_same_boxes(sample_image, n_boxes):
+    # The packed route cuts boxes of up to 2,048 colours without branches, bigger ones as
+    # the general route does: both kinds of cut happen here. Everything but the order of
+    # the colours within a box must be the general route's, bit for bit.
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors, histogram.counts
+    assert len(colors) > 2 * _kernels._BRANCH_FREE_CUT_UP_TO
+    general = split_into_boxes(colors.astype(float), counts.astype(float), n_boxes)
+    packed = split_into_boxes(
+        colors.astype(float), counts.astype(float), n_boxes, colors=colors, counts=counts
+    )
+    for name in ("points", "weights", "starts", "stops"):
+        np.testing.assert_array_equal(getattr(packed, name), getattr(general, name))
+    assert packed.scatter == general.scatter
+    for start, stop in zip(general.starts, general.stops, strict=True):
+        np.testing.assert_array_equal(
+            np.sort(packed.members[start:stop]), np.sort(general.members[start:stop])
+        )
+    assert not np.array_equal(packed.members, general.members)  # the branch-free cuts ran
+
+
+def test_colours_the_packed_route_cannot_hold_take_the_general_one(sample_image):
+    histogram = color_histogram(sample_image[:64, :64])
+    colors, counts = histogram.colors, histogram.counts
+    # Counts whose sums would no longer be exact integers in float64, and grey colours.
+    huge = counts * (1 << 30)
+    for these_colors, these_counts in ((colors, huge), (colors[:, :1], counts)):
+        points, weights = these_colors.astype(float), these_counts.astype(float)
+        expected = split_into_boxes(points, weights, 64)
+        found = split_into_boxes(points, weights, 64, colors=these_colors, counts=these_counts)
+        for name in ("points", "weights", "members", "starts", "stops"):
+            np.testing.assert_array_equal(getattr(found, name), getattr(expected, name))
+
+
 def test_compiled_inertia_and_pixel_labels_match_numpy(sample_image):
     histogram = color_histogram(sample_image[:101, :103])  # not a whole number of blocks
     colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)

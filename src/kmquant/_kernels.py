@@ -2250,12 +2250,17 @@ def _heap_pop(heap, keys, size):  # pragma: no cover - compiled
     return top, size
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)  # not inlined: the branch on rows.ndim is pruned only so
 def _cut_rows(rows, members, start, stop, axis, cut, low_sums, low_squares):  # pragma: no cover
     """Partition ``rows[start:stop]`` (features, then the weight) and ``members`` alike:
     rows whose ``axis`` feature is at most ``cut`` first. Writes the low side's sums of
     w * x and w * x^2 into ``low_sums`` and ``low_squares`` and returns ``(low,
-    low_weight)``, the first row of the high side and the low side's weight."""
+    low_weight)``, the first row of the high side and the low side's weight. One-dimensional
+    ``rows`` are packed colours (:func:`split_colors_into_boxes`)."""
+    if rows.ndim == 1:  # decided when compiling
+        if stop - start > _BRANCH_FREE_CUT_UP_TO:
+            return _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares)
+        return _cut_packed_branch_free(rows, members, start, stop, axis, cut, low_sums, low_squares)
     if rows.shape[1] == 4:
         return _cut_rows_3(rows, members, start, stop, axis, cut, low_sums, low_squares)
     n_features = rows.shape[1] - 1
@@ -2311,6 +2316,111 @@ def _cut_rows_3(rows, members, start, stop, axis, cut, low_sums, low_squares):  
     return low, low_weight
 
 
+# Boxes of up to this many packed colours are cut without branches. In bigger ones, cut
+# early, the histogram's colours still lie in its sorted order and the branches of
+# _cut_packed are mostly predicted; in small ones they are not (see split_colors_into_boxes).
+_BRANCH_FREE_CUT_UP_TO = 2048
+
+# Bits of a packed colour below its count: three channels of eight bits.
+_PACKED_COUNT_SHIFT = 24
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packed_sums(word, shift, cut, sums):  # pragma: no cover - compiled
+    """Whether the packed colour ``word`` lies on the low side (its channel at bit
+    ``shift`` at most ``cut``); if so, adds its count, count * x and count * x^2 to the
+    integer ``sums`` (7,)."""
+    is_low = ((word >> shift) & 255) <= cut
+    count = (word >> _PACKED_COUNT_SHIFT) if is_low else 0
+    red, green, blue = word & 255, (word >> 8) & 255, (word >> 16) & 255
+    sums[0] += count
+    sums[1] += count * red
+    sums[2] += count * green
+    sums[3] += count * blue
+    sums[4] += count * red * red
+    sums[5] += count * green * green
+    sums[6] += count * blue * blue
+    return is_low
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packed_result(sums, low, low_sums, low_squares):  # pragma: no cover - compiled
+    """:func:`_cut_rows`' result from the integer ``sums`` of :func:`_packed_sums`."""
+    for channel in range(3):
+        low_sums[channel] = sums[1 + channel]
+        low_squares[channel] = sums[4 + channel]
+    return low, float(sums[0])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares):  # pragma: no cover
+    """:func:`_cut_rows` on packed colours, visiting and swapping them as
+    :func:`_cut_rows_3` does (so the members come in the same order)."""
+    shift = 8 * axis
+    sums = np.zeros(7, dtype=np.int64)
+    low, high = start, stop - 1
+    while low <= high:
+        word = rows[low]
+        if _packed_sums(word, shift, cut, sums):
+            low += 1
+        else:
+            rows[low], rows[high] = rows[high], word
+            members[low], members[high] = members[high], members[low]
+            high -= 1
+    return _packed_result(sums, low, low_sums, low_squares)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cut_packed_branch_free(
+    rows, members, start, stop, axis, cut, low_sums, low_squares
+):  # pragma: no cover - compiled
+    """:func:`_cut_packed` without a branch on the side: every colour is swapped with the
+    first one not known to be low, which only counts as moved when the colour is low
+    (Lomuto's partition). The members come in another order within each side."""
+    shift = 8 * axis
+    sums = np.zeros(7, dtype=np.int64)
+    low = start
+    for i in range(start, stop):
+        word, member = rows[i], members[i]
+        is_low = _packed_sums(word, shift, cut, sums)
+        rows[i], members[i] = rows[low], members[low]
+        rows[low], members[low] = word, member
+        low += 1 if is_low else 0
+    return _packed_result(sums, low, low_sums, low_squares)
+
+
+@njit(cache=True, nogil=True)
+def split_colors_into_boxes(colors, counts, n_boxes):  # pragma: no cover - compiled
+    """:func:`split_into_boxes` for ``colors`` (n, 3) uint8 with integer ``counts`` (n,)
+    whose sum is below 2^36: the same means, weights, starts, stops and scatter, and the
+    same points in each box, in less time.
+
+    Each colour is packed into one int64, its channels in bits 0 to 23 and its count above
+    them, so that a cut moves 12 bytes a colour rather than 36; the sums are integers, the
+    same in any order and the same as :func:`split_into_boxes`' float64 sums, which are
+    integers below 2^53. Boxes of more than ``_BRANCH_FREE_CUT_UP_TO`` colours are
+    partitioned as there; smaller ones without a branch on the side
+    (:func:`_cut_packed_branch_free`), so a box's members may come in another order. The
+    photos' colours at 768 / 1,536 / 3,072 boxes: 2.11 / 2.55 / 3.18 ms an image against
+    1.62 / 1.91 / 2.34 (exploratory).
+    """
+    n_points = colors.shape[0]
+    rows = np.empty(n_points, dtype=np.int64)
+    weight = np.zeros(n_boxes)
+    sums = np.zeros((n_boxes, 3))
+    squares = np.zeros((n_boxes, 3))
+    root = np.zeros(7, dtype=np.int64)
+    for point in range(n_points):
+        word = np.int64(counts[point]) << _PACKED_COUNT_SHIFT
+        for channel in range(3):
+            word |= np.int64(colors[point, channel]) << (8 * channel)
+        rows[point] = word
+        _packed_sums(word, 0, 255.0, root)  # every colour is low: the sums of all
+    _packed_result(root, 0, sums[0], squares[0])
+    weight[0] = root[0]
+    return _split_rows(rows, n_points, weight, sums, squares, n_boxes)
+
+
 @njit(cache=True, nogil=True)
 def variance_split(X, weights, n_boxes):  # pragma: no cover - compiled
     """:func:`split_into_boxes`' box means (m, d) and total weights (m,) alone."""
@@ -2340,22 +2450,31 @@ def split_into_boxes(X, weights, n_boxes):  # pragma: no cover - compiled
         for feature in range(n_features):
             rows[point, feature] = X[point, feature]
         rows[point, n_features] = weights[point]
-    members = np.arange(n_points, dtype=np.int32)  # 4 bytes a point: at most 2^31 points
-    starts = np.zeros(n_boxes, dtype=np.int64)
-    stops = np.zeros(n_boxes, dtype=np.int64)
     weight = np.zeros(n_boxes)
     sums = np.zeros((n_boxes, n_features))
     squares = np.zeros((n_boxes, n_features))
-    scatter = np.zeros(n_boxes)
-    heap = np.empty(n_boxes, dtype=np.int64)
-    low_sums = np.zeros(n_features)
-    low_squares = np.zeros(n_features)
-    stops[0] = n_points
     for i in range(n_points):
         weight[0] += rows[i, n_features]
         for feature in range(n_features):
             sums[0, feature] += rows[i, n_features] * rows[i, feature]
             squares[0, feature] += rows[i, n_features] * rows[i, feature] ** 2
+    return _split_rows(rows, n_points, weight, sums, squares, n_boxes)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _split_rows(rows, n_points, weight, sums, squares, n_boxes):  # pragma: no cover
+    """:func:`split_into_boxes`' cuts, on its ``rows`` or packed ones
+    (:func:`split_colors_into_boxes`), from the first box's ``weight``, ``sums`` and
+    ``squares`` (row 0 of each; the rest of size ``n_boxes`` is filled)."""
+    n_features = sums.shape[1]
+    members = np.arange(n_points, dtype=np.int32)  # 4 bytes a point: at most 2^31 points
+    starts = np.zeros(n_boxes, dtype=np.int64)
+    stops = np.zeros(n_boxes, dtype=np.int64)
+    scatter = np.zeros(n_boxes)
+    heap = np.empty(n_boxes, dtype=np.int64)
+    low_sums = np.zeros(n_features)
+    low_squares = np.zeros(n_features)
+    stops[0] = n_points
     scatter[0] = _scatter_of(weight, sums, squares, 0)
     total_scatter = scatter[0]
     heap_size = _heap_push(heap, scatter, 0, 0) if n_points >= 2 and scatter[0] > 0.0 else 0

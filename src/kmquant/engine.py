@@ -283,11 +283,43 @@ class Boxes(NamedTuple):
     scatter: float
 
 
-def split_into_boxes(points: np.ndarray, weights: np.ndarray, n_boxes: int) -> Boxes | None:
+# Packed colours (kmquant._kernels.split_colors_into_boxes) keep their sums exact integers
+# in float64 below this many pixels.
+_PACKED_PIXELS_BELOW = 1 << 36
+
+
+def split_into_boxes(
+    points: np.ndarray,
+    weights: np.ndarray,
+    n_boxes: int,
+    *,
+    colors: np.ndarray | None = None,
+    counts: np.ndarray | None = None,
+) -> Boxes | None:
     """:func:`box_points`, with which points each box holds; None for no more than
-    ``n_boxes`` points (nothing to merge)."""
+    ``n_boxes`` points (nothing to merge).
+
+    ``colors`` and ``counts``, when given, are ``points`` and ``weights`` as uint8 colours
+    and integer pixel counts. Colours of three channels then take the packed route
+    (:func:`kmquant._kernels.split_colors_into_boxes`): the same boxes, the points within
+    each perhaps in another order, in about 0.8 times the time.
+    """
     if points.shape[0] <= n_boxes:
         return None
+    if (
+        colors is not None
+        and counts is not None
+        and colors.ndim == 2
+        and colors.shape[1] == 3
+        and colors.dtype == np.uint8
+        and np.issubdtype(counts.dtype, np.integer)
+        and int(np.sum(counts)) < _PACKED_PIXELS_BELOW
+    ):
+        return Boxes(
+            *_kernels.split_colors_into_boxes(
+                np.ascontiguousarray(colors), np.ascontiguousarray(counts), n_boxes
+            )
+        )
     return Boxes(
         *_kernels.split_into_boxes(
             np.ascontiguousarray(points, dtype=np.float64),
@@ -777,6 +809,7 @@ def fit_centers(
     points: np.ndarray | None = None,
     classes: np.ndarray | None = None,
     tolerance_columns: int | None = None,
+    points_are_colors: bool = False,
 ) -> FitResult:
     """K centres for weighted colours, by the strategy of ``preset``.
 
@@ -798,13 +831,23 @@ def fit_centers(
     tolerance_columns : int, optional
         Only the first columns set the convergence tolerance (a class-separating column,
         whose variance is huge, would make it meaningless).
+    points_are_colors : bool
+        ``points`` are ``colors`` as floats (RGB), so boxes may be cut on the colours
+        themselves (see :func:`split_into_boxes`).
     """
     features = colors.astype(np.float64) if points is None else np.ascontiguousarray(points)
     weights_all = counts.astype(np.float64)
     n_boxes = preset.boxes_for(n_colors)
     boxes = None
     if n_boxes is not None and classes is None:
-        boxes = split_into_boxes(features, weights_all, n_boxes)
+        packed = points is None or points_are_colors
+        boxes = split_into_boxes(
+            features,
+            weights_all,
+            n_boxes,
+            colors=colors if packed else None,
+            counts=counts if packed else None,
+        )
         X, weights = (features, weights_all) if boxes is None else (boxes.points, boxes.weights)
     else:
         small_and_large_k = preset.is_large(n_colors) and features.shape[0] <= _MIN_COLORS_TO_MERGE

@@ -501,6 +501,7 @@ def quantize_histogram(
             points=problem.points,
             classes=problem.classes,
             tolerance_columns=problem.tolerance_columns,
+            points_are_colors=space == "rgb",
         )
         found = features_to_palette(fit.centers, space, problem.n_channels)
         n_iter, fit_labels = fit.n_iter, fit.labels
