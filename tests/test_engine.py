@@ -852,6 +852,49 @@ def test_variance_split_cuts_lower_j_at_every_step(sample_image):
     )
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5])
+def test_principal_axis_is_numpy_eigh_largest_pair(n_features):
+    rng = np.random.default_rng(n_features)
+    for trial in range(50):
+        spread = rng.normal(size=(n_features, n_features)) * rng.uniform(0.01, 100, n_features)
+        matrix = spread @ spread.T
+        if trial == 0:  # already diagonal: no rotation at all
+            matrix = np.diag(rng.uniform(0, 10, n_features))
+        value, vector = _kernels.principal_axis(matrix)
+        values, vectors = np.linalg.eigh(matrix)
+        assert value == pytest.approx(values[-1], rel=1e-12, abs=1e-12 * values[-1])
+        np.testing.assert_allclose(matrix @ vector, value * vector, atol=1e-10 * values[-1])
+        assert np.linalg.norm(vector) == pytest.approx(1.0, rel=1e-12)
+        assert vector[np.argmax(np.abs(vector))] > 0  # the sign is fixed
+        if n_features == 1 or values[-1] > values[-2] * (1 + 1e-6):  # one largest: the same axis
+            assert abs(vector @ vectors[:, -1]) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_split_cluster_cuts_along_the_weighted_principal_axis(sample_image):
+    histogram = color_histogram(sample_image)
+    X, weights = histogram.colors.astype(float), histogram.counts.astype(float)
+    centers = kmeans_init_centroids(X, 8, rng=0, sample_weight=weights)
+    labels = np.argmin(((X[:, None, :] - centers[None]) ** 2).sum(axis=2), axis=1)
+    split, removed = int(np.bincount(labels, weights=weights).argmax()), 3
+    candidate = np.empty_like(centers)
+    members = labels == split
+    assert _kernels.split_cluster(X, weights, labels, centers, removed, split, candidate) == int(
+        members.sum()
+    )
+    differences = X[members] - centers[split]
+    spread = (differences * weights[members, None]).T @ differences / weights[members].sum()
+    values, vectors = np.linalg.eigh(spread)
+    offset = vectors[:, -1] * np.sqrt(values[-1]) * 0.8
+    halves = np.sort([candidate[split] - centers[split], candidate[removed] - centers[split]], 0)
+    np.testing.assert_allclose(halves, np.sort([offset, -offset], axis=0), atol=1e-9)
+    untouched = np.ones(len(centers), dtype=bool)
+    untouched[[split, removed]] = False
+    np.testing.assert_array_equal(candidate[untouched], centers[untouched])
+    # A cluster with no point: nothing written.
+    labels[labels == removed] = split
+    assert _kernels.split_cluster(X, weights, labels, centers, split, removed, candidate) == 0
+
+
 def test_variance_split_stops_when_nothing_is_left_to_cut():
     X = np.array([[0.0, 0, 0], [0, 0, 0], [9, 9, 9]])
     centers, box_weights = _kernels.variance_split(X, np.ones(3), 4)

@@ -399,6 +399,110 @@ def nearest_two(X, centers, labels, upper, lower, second_labels):  # pragma: no 
             lower[i] = np.sqrt(second)
 
 
+# Jacobi rotations stop when the off-diagonal entries' squares sum to this share of the
+# matrix's, or after this many sweeps (a symmetric 3 x 3 matrix takes three or four).
+_JACOBI_TOLERANCE = 1e-30
+_JACOBI_SWEEPS = 50
+
+
+@njit(cache=True, nogil=True)
+def principal_axis(matrix):  # pragma: no cover - compiled
+    """The largest eigenvalue of the symmetric ``matrix`` (d, d) and a unit eigenvector of
+    it, by cyclic Jacobi rotations (Golub & Van Loan, 8.5): each rotation zeroes one
+    off-diagonal entry, and sweeps over all of them until the rest are negligible. The
+    vector's largest component (the first of equals) is positive. ``matrix`` is not
+    modified."""
+    n = matrix.shape[0]
+    a = matrix.copy()
+    vectors = np.eye(n)
+    total = 0.0
+    for row in range(n):
+        for column in range(n):
+            total += a[row, column] * a[row, column]
+    for _ in range(_JACOBI_SWEEPS):
+        off = 0.0
+        for row in range(n):
+            for column in range(row + 1, n):
+                off += 2.0 * a[row, column] * a[row, column]
+        if off <= _JACOBI_TOLERANCE * total:
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                if a[p, q] == 0.0:
+                    continue
+                theta = (a[q, q] - a[p, p]) / (2.0 * a[p, q])
+                t = 1.0 / (abs(theta) + np.sqrt(theta * theta + 1.0))
+                if theta < 0.0:
+                    t = -t
+                c = 1.0 / np.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(n):  # A <- A J (columns p and q)
+                    a_kp, a_kq = a[k, p], a[k, q]
+                    a[k, p], a[k, q] = c * a_kp - s * a_kq, s * a_kp + c * a_kq
+                for k in range(n):  # A <- J^T A (rows p and q)
+                    a_pk, a_qk = a[p, k], a[q, k]
+                    a[p, k], a[q, k] = c * a_pk - s * a_qk, s * a_pk + c * a_qk
+                for k in range(n):
+                    v_kp, v_kq = vectors[k, p], vectors[k, q]
+                    vectors[k, p], vectors[k, q] = c * v_kp - s * v_kq, s * v_kp + c * v_kq
+    largest = 0
+    for k in range(1, n):
+        if a[k, k] > a[largest, largest]:
+            largest = k
+    vector = vectors[:, largest].copy()
+    biggest = 0
+    for k in range(1, n):
+        if abs(vector[k]) > abs(vector[biggest]):
+            biggest = k
+    if vector[biggest] < 0.0:
+        vector = -vector
+    return a[largest, largest], vector
+
+
+@njit(cache=True, nogil=True)
+def split_cluster(X, weights, labels, centers, removed, split, candidate):  # pragma: no cover
+    """A swap's start: ``centers`` with cluster ``split`` cut in two and ``removed`` gone.
+
+    Reads ``X`` (n, d), ``weights`` (n,), ``labels`` (n,) and ``centers`` (k, d). With
+    C = sum w (x - c)(x - c)^T / sum w over the points labelled ``split`` (c their centre)
+    and (lambda, v) its largest eigenpair (:func:`principal_axis`), writes ``centers`` into
+    ``candidate`` (k, d) with c + 0.8 sqrt(lambda) v in place of centre ``split`` and
+    c - 0.8 sqrt(lambda) v in place of ``removed``: 0.8 sigma either side is where the two
+    halves of a Gaussian have their means (sqrt(2 / pi)). Returns how many points the
+    cluster has; ``candidate`` is written when there is at least one (one point has no
+    spread: its two halves are then 8e-7 apart).
+    """
+    n_features = X.shape[1]
+    spread = np.zeros((n_features, n_features))
+    difference = np.empty(n_features)
+    total = 0.0
+    n_members = 0
+    for i in range(X.shape[0]):
+        if labels[i] != split:
+            continue
+        n_members += 1
+        total += weights[i]
+        for feature in range(n_features):
+            difference[feature] = X[i, feature] - centers[split, feature]
+        for row in range(n_features):
+            for column in range(row, n_features):
+                spread[row, column] += weights[i] * difference[row] * difference[column]
+    if n_members == 0:
+        return 0
+    for row in range(n_features):
+        for column in range(row, n_features):
+            spread[row, column] /= total
+            spread[column, row] = spread[row, column]
+    value, vector = principal_axis(spread)
+    scale = np.sqrt(max(value, 1e-12)) * 0.8
+    candidate[:] = centers
+    for feature in range(n_features):
+        offset = scale * vector[feature]
+        candidate[split, feature] = centers[split, feature] + offset
+        candidate[removed, feature] = centers[split, feature] - offset
+    return n_members
+
+
 @njit(cache=True, nogil=True)
 def distances_to(X, centers, which, out):  # pragma: no cover - compiled
     """``out[i] = ||X[i] - centers[which[i]]||``, as :func:`nearest_two` computes it."""
@@ -2401,8 +2505,8 @@ def split_colors_into_boxes(colors, counts, n_boxes):  # pragma: no cover - comp
     integers below 2^53. Boxes of more than ``_BRANCH_FREE_CUT_UP_TO`` colours are
     partitioned as there; smaller ones without a branch on the side
     (:func:`_cut_packed_branch_free`), so a box's members may come in another order. The
-    photos' colours at 768 / 1,536 / 3,072 boxes: 2.11 / 2.55 / 3.18 ms an image against
-    1.62 / 1.91 / 2.34 (exploratory).
+    photos' colours at K = 16 / 64 (768 / 1,536 boxes; benchmarks/kernels.py --only boxes):
+    1.72 / 1.98 ms an image against 2.00 / 2.43 on float rows.
     """
     n_points = colors.shape[0]
     rows = np.empty(n_points, dtype=np.int64)

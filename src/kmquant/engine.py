@@ -535,18 +535,6 @@ def best_restart(
     return starts[best], best_inertia, int(n_iters[best])
 
 
-def _split_along_principal_axis(
-    X: np.ndarray, weights: np.ndarray, center: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Two points either side of ``center`` along the cluster's main direction of spread."""
-    differences = X - center
-    covariance = (differences * weights[:, None]).T @ differences / weights.sum()
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    # 0.8 sigma is where the two halves of a Gaussian have their means (sqrt(2/pi) ~ 0.8).
-    offset = eigenvectors[:, -1] * math.sqrt(max(float(eigenvalues[-1]), 1e-12)) * 0.8
-    return center + offset, center - offset
-
-
 # From this many point-centre pairs on, swap trials start from the current bounds rather than
 # a full scan. Exploratory, all the swaps of the photos: 7.85 -> 5.78 ms an image at K = 256
 # (3,072 boxes), 6.68 -> 5.77 at K = 64 (1,536), but 3.65 -> 3.85 at K = 16 (768 x 16 pairs).
@@ -685,13 +673,9 @@ def improve_by_swaps(
             tried.add(pair)
             taken += 1
             removed, split = pair
-            members = labels == split
-            if members.sum() < 2:
+            candidate = np.empty_like(centers)
+            if _kernels.split_cluster(X, weights, labels, centers, removed, split, candidate) < 2:
                 continue
-            candidate = centers.copy()
-            candidate[split], candidate[removed] = _split_along_principal_axis(
-                X[members], weights[members], centers[split]
-            )
             planned.append((candidate, taken))
         if not planned:
             break

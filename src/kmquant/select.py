@@ -33,7 +33,6 @@ from ._exceptions import QualityTooLowError
 from .colorspace import features_to_palette
 from .engine import (
     LloydRun,
-    _split_along_principal_axis,
     cells_of,
     initial_centers,
     lloyd,
@@ -181,10 +180,10 @@ def _widen(X: np.ndarray, weights: np.ndarray, run: LloydRun) -> np.ndarray:
     _kernels.distances_to(X, centers, labels, nearest)
     cluster_inertia = np.bincount(labels, weights=weights * nearest**2, minlength=len(centers))
     widest = int(np.argmax(cluster_inertia))
-    members = labels == widest
-    first, other = _split_along_principal_axis(X[members], weights[members], centers[widest])
-    widened = np.vstack([centers, other[None, :]])
-    widened[widest] = first
+    # The new centre is row k: it takes the other half.
+    grown = np.vstack([centers, centers[widest : widest + 1]])
+    widened = np.empty_like(grown)
+    _kernels.split_cluster(X, weights, labels, grown, len(centers), widest, widened)
     return widened
 
 
