@@ -588,6 +588,24 @@ def test_per_pixel_sums_over_blocks_match_numpy(sample_image):
         ) == float(expected)
 
 
+def test_serial_full_scan_equals_the_parallel_one(sample_image):
+    # Lloyd's first scan runs serially on few points (inside the side-by-side restarts a
+    # parallel kernel would open a nested parallel region): the same nearest three, ties
+    # included (centres on colours, one repeated).
+    histogram = color_histogram(sample_image)
+    colors = histogram.colors.astype(float)
+    rng = np.random.default_rng(3)
+    centers = colors[rng.choice(len(colors), 16, replace=False)]
+    centers[-1] = centers[0]
+    found = []
+    for scan in (_kernels._nearest_three, _kernels._nearest_three_serial):
+        state = (np.empty((3, len(colors)), dtype=np.intp), np.empty((3, len(colors))))
+        scan(colors, centers, *state)
+        found.append(state)
+    for parallel, serial in zip(*found, strict=True):
+        np.testing.assert_array_equal(serial, parallel)
+
+
 @pytest.mark.parametrize("n_colors", [1, 2, 16, 256])
 def test_scan_box_by_box_equals_the_full_scan(sample_image, n_colors):
     # Centres on colours (integer distances, so exact ties) and one repeated: the three
