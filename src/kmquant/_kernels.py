@@ -980,10 +980,11 @@ def _nearest_three(X, centers, nearest, bounds):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _nearest_three_serial(X, centers, nearest, bounds):  # pragma: no cover - compiled
-    """:func:`_nearest_three` on the calling thread alone. Inside a parallel loop (the
-    restarts side by side) a parallel kernel opens a nested parallel region, which cost
-    more than the scan: ten restarts on a photo's 768 boxes at K = 16 took 2.75 ms side by
-    side on two threads, against 2.38 ms one after another (exploratory)."""
+    """:func:`_nearest_three` on the calling thread alone, for :func:`restarts`: inside a
+    parallel loop a parallel kernel opens a nested parallel region, which cost more than the
+    scan. Ten restarts on a photo's 768 boxes at K = 16 (Lloyd alone) took 2.75 ms side by
+    side on two threads against 2.38 one after another, and 1.16 with this scan; two at
+    K = 64 1.12 against 1.39, and 0.77 (exploratory)."""
     centers_t = np.ascontiguousarray(centers.T)
     for block in range((X.shape[0] + _BLOCK - 1) // _BLOCK):
         _nearest_three_of_block(X, centers_t, nearest, bounds, block)
@@ -1423,8 +1424,6 @@ def lloyd_from(
             _bounded_assign(
                 X, point_norms, centers, nearest, bounds, shift, separation, moves, block_moves
             )
-    elif n_points < _PARALLEL_ASSIGN_POINTS:  # as the assignment: serial on few points
-        _nearest_three_serial(X, centers, nearest, bounds)
     else:
         _nearest_three(X, centers, nearest, bounds)
     _cluster_sums(X, weights, labels, sums, totals, members)
@@ -1732,6 +1731,12 @@ def restarts(
             seeded, n_found[run] = kmeans_plusplus(X, weights, n_colors, uniforms[run])
             _copy_rows(seeded, starts[run])
         if n_found[run] == n_colors:
+            state = state_centers
+            if state_centers.shape[0] == 0:
+                # The full scan here, on this thread: lloyd_from's is a parallel kernel, and
+                # a nested parallel region costs more than the scan.
+                _nearest_three_serial(X, starts[run], nearest[run], bounds[run])
+                state = starts[run]  # the state is for these very centres
             n_iters[run], _ = lloyd_from(
                 X,
                 weights,
@@ -1740,7 +1745,7 @@ def restarts(
                 tol_abs,
                 nearest[run],
                 bounds[run],
-                state_centers,
+                state,
                 1.0,
             )
 

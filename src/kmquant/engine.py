@@ -752,9 +752,9 @@ def lloyd_runs(
     Without a state each run would start with a full scan inside the parallel loop; that
     scan was a parallel kernel of its own, and the nested parallel region made such runs
     erratic (two runs on a photo's 768 boxes at K = 16: 0.09 to 3.2 ms side by side, against
-    0.07 to 0.15 one after another, exploratory). The scan is now serial there
-    (:func:`kmquant._kernels.lloyd_from` below ``_PARALLEL_ASSIGN_POINTS``), as the
-    restarts need, but swap trials always have a state to start from.
+    0.07 to 0.15 one after another, exploratory). :func:`kmquant._kernels.restarts` now
+    scans serially itself, as the restarts need, but swap trials always have a state to
+    start from.
     """
     if len(starts) == 1 or after is None:
         return [lloyd(X, weights, start, max_iter, tol_abs, after=after) for start in starts]
