@@ -233,6 +233,8 @@ def _packed_key(pixels, i):  # pragma: no cover - compiled
 
 # Pixels per block of the bitmap histogram's parallel lookup.
 _LOOKUP_BLOCK = 4096
+# Slices of the bitmap's words whose colours are listed side by side.
+_EXTRACT_SLICES = 64
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -242,7 +244,9 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
     Every possible colour has one bit: 2^24 bits (2 MiB) for RGB. Each of ``n_parts`` slices of
     the pixels sets the bits of its colours in its own bitmap; the bitmaps are OR-ed; a prefix
     count of set bits per 64-bit word then gives every colour its rank among the present ones,
-    which is the pixel's index: no hash table, no sort. Returns ``colors`` (m, c) uint8 in
+    which is the pixel's index: no hash table, no sort. The colours are listed from slices of
+    the words side by side, each from its first word's rank (photos: 1.39 -> 1.20 ms an image
+    for the whole histogram, in process, exploratory). Returns ``colors`` (m, c) uint8 in
     increasing order of their packed keys, ``counts`` (m,) int64 and ``inverse`` (n,) int32,
     the same as :func:`histogram_unsorted` followed by a sort of the keys. OR and integer
     counts do not depend on the order of the work, so any number of threads or parts gives
@@ -268,16 +272,23 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
         n_unique += _popcount(bitmap[word])
     n_channels = pixels.shape[1]
     colors = np.empty((n_unique, n_channels), dtype=np.uint8)
-    position = 0
-    for word in range(n_words):
-        bits = bitmap[word]
-        while bits:
-            lowest = bits & (~bits + np.uint64(1))
-            key = (word << 6) | _popcount(lowest - np.uint64(1))
-            for channel in range(n_channels):
-                colors[position, channel] = (key >> (8 * (n_channels - 1 - channel))) & 255
-            position += 1
-            bits ^= lowest
+    # Each slice of words knows where its colours go (the prefix count), so the slices are
+    # read side by side.
+    words_per_slice = (n_words + _EXTRACT_SLICES - 1) // _EXTRACT_SLICES
+    for first in prange(_EXTRACT_SLICES):
+        start = first * words_per_slice
+        if start >= n_words:
+            continue
+        position = ranks_before[start]
+        for word in range(start, min(n_words, start + words_per_slice)):
+            bits = bitmap[word]
+            while bits:
+                lowest = bits & (~bits + np.uint64(1))
+                key = (word << 6) | _popcount(lowest - np.uint64(1))
+                for channel in range(n_channels):
+                    colors[position, channel] = (key >> (8 * (n_channels - 1 - channel))) & 255
+                position += 1
+                bits ^= lowest
     inverse = np.empty(n_pixels, dtype=np.int32)
     for block in prange((n_pixels + _LOOKUP_BLOCK - 1) // _LOOKUP_BLOCK):
         for i in range(block * _LOOKUP_BLOCK, min(n_pixels, (block + 1) * _LOOKUP_BLOCK)):
