@@ -695,8 +695,8 @@ def test_swap_trials_side_by_side_equal_trials_one_after_another(
     sample_image, monkeypatch, n_boxes, n_colors
 ):
     # Two to four trials at a time, as if none were kept, the runs after a kept one dropped:
-    # the same centres, J and kept swaps as one trial at a time (which, at K = 16, scans in
-    # full rather than starting from the bounds).
+    # the same centres, J and kept swaps as one trial at a time (at K = 16 every trial scans
+    # in full, side by side too; at K = 64 they start from the bounds).
     from kmquant import engine
 
     histogram = color_histogram(sample_image)

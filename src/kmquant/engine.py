@@ -644,11 +644,10 @@ def improve_by_swaps(
         )
 
     # The current centres' bounds: each trial starts from them (see lloyd's ``after``),
-    # unless a full scan costs next to nothing, one trial at a time (side by side, trials
-    # need them: see lloyd_runs). Lloyd's state after a full scan and no iteration holds the
-    # exact nearest and second-nearest distances.
+    # unless a full scan costs next to nothing. Lloyd's state after a full scan and no
+    # iteration holds the exact nearest and second-nearest distances.
     side_by_side = _trials_side_by_side(n_points)
-    warm = side_by_side > 1 or n_points * n_colors >= _WARM_SWAP_PAIRS
+    warm = n_points * n_colors >= _WARM_SWAP_PAIRS
     current = None
     if warm:
         current = lloyd(X, weights, centers, 0, tol_abs)
@@ -745,27 +744,24 @@ def lloyd_runs(
     *,
     after: LloydRun | None = None,
 ) -> list[LloydRun]:
-    """:func:`lloyd` from each of ``starts``, all from the same ``after``: side by side on
-    numba's threads (:func:`kmquant._kernels.restarts`) when there are several and ``after``
-    lends its state, with the results of one after another; one after another otherwise.
-
-    Without a state each run would start with a full scan inside the parallel loop; that
-    scan was a parallel kernel of its own, and the nested parallel region made such runs
-    erratic (two runs on a photo's 768 boxes at K = 16: 0.09 to 3.2 ms side by side, against
-    0.07 to 0.15 one after another, exploratory). :func:`kmquant._kernels.restarts` now
-    scans serially itself, as the restarts need, but swap trials always have a state to
-    start from.
-    """
-    if len(starts) == 1 or after is None:
-        return [lloyd(X, weights, start, max_iter, tol_abs, after=after) for start in starts]
+    """:func:`lloyd` from each of ``starts``, all from the same ``after`` (or each from a full
+    scan): side by side on numba's threads (:func:`kmquant._kernels.restarts`), with the
+    results of one after another."""
+    if len(starts) == 1:
+        return [lloyd(X, weights, starts[0], max_iter, tol_abs, after=after)]
     n_runs = len(starts)
     centers = np.ascontiguousarray(np.stack(starts), dtype=np.float64)
-    nearest = np.repeat(after.nearest[None], n_runs, axis=0)
-    bounds = np.repeat(after.bounds[None], n_runs, axis=0)
+    if after is None:
+        nearest = np.empty((n_runs, 3, X.shape[0]), dtype=np.intp)
+        bounds = np.empty((n_runs, 3, X.shape[0]))
+        state = np.empty((0, centers.shape[2]))  # none: each run scans on its own thread
+    else:
+        nearest = np.repeat(after.nearest[None], n_runs, axis=0)
+        bounds = np.repeat(after.bounds[None], n_runs, axis=0)
+        state = after.centers
     n_iters = np.zeros(n_runs, dtype=np.intp)
     n_found = np.empty(n_runs, dtype=np.intp)
     draws = np.empty((n_runs, 0, 0))  # none: the runs start from ``centers``
-    state = after.centers
     _kernels.restarts(
         X, weights, draws, centers, max_iter, tol_abs, nearest, bounds, state, n_iters, n_found
     )
