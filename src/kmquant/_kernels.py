@@ -2469,44 +2469,61 @@ _PACKED_COUNT_SHIFT = 24
 def _packed_terms(word, shift, cut):  # pragma: no cover - compiled
     """Whether the packed colour ``word`` lies on the low side (its channel at bit ``shift``
     at most ``cut``), then what it adds to the low side's integer sums: its count, count * x
-    and count * x^2 per channel (zeros on the high side, so no branch is needed)."""
+    per channel and count * x^2 per channel (zeros on the high side, so no branch is
+    needed)."""
     is_low = ((word >> shift) & 255) <= cut
     count = (word >> _PACKED_COUNT_SHIFT) if is_low else 0
     red, green, blue = word & 255, (word >> 8) & 255, (word >> 16) & 255
-    weighted = (count * red, count * green, count * blue)
-    squared = (weighted[0] * red, weighted[1] * green, weighted[2] * blue)
-    return is_low, count, weighted, squared
+    r, g, b = count * red, count * green, count * blue
+    return is_low, (count, r, g, b, r * red, g * green, b * blue)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _packed_result(low, count, weighted, squared, low_sums, low_squares):  # pragma: no cover
-    """:func:`_cut_rows`' result from the integer sums of :func:`_packed_terms`."""
+def _plus(sums, terms):  # pragma: no cover - compiled
+    """The seven sums of :func:`_packed_terms`, kept in variables (in an array each one went
+    through memory), with one colour's terms added."""
+    return (
+        sums[0] + terms[0],
+        sums[1] + terms[1],
+        sums[2] + terms[2],
+        sums[3] + terms[3],
+        sums[4] + terms[4],
+        sums[5] + terms[5],
+        sums[6] + terms[6],
+    )
+
+
+# The seven sums before any colour: count, count * x and count * x^2 per channel.
+_NO_SUMS = (0, 0, 0, 0, 0, 0, 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packed_result(low, sums, low_sums, low_squares):  # pragma: no cover - compiled
+    """:func:`_cut_rows`' result from the seven sums of :func:`_plus`."""
     for channel in range(3):
-        low_sums[channel] = weighted[channel]
-        low_squares[channel] = squared[channel]
-    return low, float(count)
+        low_sums[channel] = sums[1 + channel]
+        low_squares[channel] = sums[4 + channel]
+    return low, float(sums[0])
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares):  # pragma: no cover
     """:func:`_cut_rows` on packed colours, visiting and swapping them as
-    :func:`_cut_rows_3` does (so the members come in the same order). The sums are kept in
-    variables: in an array each one went through memory."""
+    :func:`_cut_rows_3` does (so the members come in the same order)."""
     shift = 8 * axis
-    count = r1 = g1 = b1 = r2 = g2 = b2 = 0
+    sums = _NO_SUMS
     low, high = start, stop - 1
     while low <= high:
         word = rows[low]
-        is_low, c, (r, g, b), (rr, gg, bb) = _packed_terms(word, shift, cut)
+        is_low, terms = _packed_terms(word, shift, cut)
         if is_low:
-            count += c
-            r1, g1, b1, r2, g2, b2 = r1 + r, g1 + g, b1 + b, r2 + rr, g2 + gg, b2 + bb
+            sums = _plus(sums, terms)
             low += 1
         else:
             rows[low], rows[high] = rows[high], word
             members[low], members[high] = members[high], members[low]
             high -= 1
-    return _packed_result(low, count, (r1, g1, b1), (r2, g2, b2), low_sums, low_squares)
+    return _packed_result(low, sums, low_sums, low_squares)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -2517,17 +2534,16 @@ def _cut_packed_branch_free(
     first one not known to be low, which only counts as moved when the colour is low
     (Lomuto's partition). The members come in another order within each side."""
     shift = 8 * axis
-    count = r1 = g1 = b1 = r2 = g2 = b2 = 0
+    sums = _NO_SUMS
     low = start
     for i in range(start, stop):
         word, member = rows[i], members[i]
-        is_low, c, (r, g, b), (rr, gg, bb) = _packed_terms(word, shift, cut)
-        count += c
-        r1, g1, b1, r2, g2, b2 = r1 + r, g1 + g, b1 + b, r2 + rr, g2 + gg, b2 + bb
+        is_low, terms = _packed_terms(word, shift, cut)
+        sums = _plus(sums, terms)
         rows[i], members[i] = rows[low], members[low]
         rows[low], members[low] = word, member
         low += 1 if is_low else 0
-    return _packed_result(low, count, (r1, g1, b1), (r2, g2, b2), low_sums, low_squares)
+    return _packed_result(low, sums, low_sums, low_squares)
 
 
 @njit(cache=True, nogil=True)
@@ -2552,17 +2568,14 @@ def split_colors_into_boxes(colors, counts, n_boxes):  # pragma: no cover - comp
     weight = np.zeros(n_boxes)
     sums = np.zeros((n_boxes, 3))
     squares = np.zeros((n_boxes, 3))
-    count = r1 = g1 = b1 = r2 = g2 = b2 = 0
+    all_sums = _NO_SUMS
     for point in range(n_points):
         word = np.int64(counts[point]) << _PACKED_COUNT_SHIFT
         for channel in range(3):
             word |= np.int64(colors[point, channel]) << (8 * channel)
         rows[point] = word
-        # Every colour is low: the sums of all.
-        _, c, (r, g, b), (rr, gg, bb) = _packed_terms(word, 0, 255.0)
-        count += c
-        r1, g1, b1, r2, g2, b2 = r1 + r, g1 + g, b1 + b, r2 + rr, g2 + gg, b2 + bb
-    _, weight[0] = _packed_result(0, count, (r1, g1, b1), (r2, g2, b2), sums[0], squares[0])
+        all_sums = _plus(all_sums, _packed_terms(word, 0, 255.0)[1])  # every colour is low
+    _, weight[0] = _packed_result(0, all_sums, sums[0], squares[0])
     return _split_rows(rows, n_points, weight, sums, squares, n_boxes)
 
 
