@@ -52,27 +52,30 @@ def test_hash_histogram_handles_full_32_bit_keys():
     assert histogram.counts.tolist() == [1, 2]
 
 
-def compiled_lloyd(X, weights, centers, max_iter, tol_abs, relaxation=1.0):
-    """The compiled Lloyd from a full scan, in place on ``centers``: labels, n_iter, converged."""
-    nearest = np.empty((3, X.shape[0]), dtype=np.intp)
+def compiled_lloyd(X, weights, centers, max_iter, tol_abs, relaxation=1.0, by_scan=False):
+    """The compiled Lloyd from a full scan (or by scan, every guess 0), in place on
+    ``centers``: labels, n_iter, converged."""
+    nearest = np.zeros((3, X.shape[0]), dtype=np.intp)
     bounds = np.empty((3, X.shape[0]))
     no_state = np.empty((0, centers.shape[1]))
     n_iter, converged = _kernels.lloyd_from(
-        X, weights, centers, max_iter, tol_abs, nearest, bounds, no_state, relaxation
+        X, weights, centers, max_iter, tol_abs, nearest, bounds, no_state, relaxation, by_scan
     )
     return nearest[0], n_iter, converged
 
 
 def assert_same_lloyd_run_as_reference(X, weights, n_colors, seed):
-    """The compiled Lloyd and the reference from the same start: same run. Returns n_iter."""
+    """The compiled Lloyd, with bounds and by scan, and the reference from the same start:
+    the same run. Returns n_iter."""
     start = kmeans_init_centroids(X, n_colors, sample_weight=weights, rng=seed)
     tol_abs = _tolerance(X, weights, 1e-4)
     reference = _lloyd(X, start.copy(), weights, 300, tol_abs)
-    centers = start.copy()
-    labels, n_iter, converged = compiled_lloyd(X, weights, centers, 300, tol_abs)
-    np.testing.assert_allclose(centers, reference.centers, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(labels, reference.labels)
-    assert (n_iter, converged) == (reference.n_iter, reference.converged)
+    for by_scan in (False, True):
+        centers = start.copy()
+        labels, n_iter, converged = compiled_lloyd(X, weights, centers, 300, tol_abs, 1.0, by_scan)
+        np.testing.assert_allclose(centers, reference.centers, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(labels, reference.labels)
+        assert (n_iter, converged) == (reference.n_iter, reference.converged)
     return n_iter
 
 
@@ -349,10 +352,12 @@ def test_pruned_kmeans_plusplus_equals_greedy_kmeans_plusplus(sample_image, n_co
     np.testing.assert_array_equal(centers, greedy_kmeans_plusplus(X, weights, uniforms))
 
 
+@pytest.mark.parametrize("by_scan", [False, True])
 @pytest.mark.parametrize("n_points", [3072, 20000])
-def test_restarts_side_by_side_equal_restarts_one_after_another(sample_image, n_points):
+def test_restarts_side_by_side_equal_restarts_one_after_another(sample_image, n_points, by_scan):
     # 20,000 points: each run's Lloyd reaches its parallel assignment, nested in the loop
-    # over runs; the results must not depend on that, nor on the number of threads.
+    # over runs; the results must not depend on that, nor on the number of threads, nor on
+    # whether Lloyd keeps bounds or scans.
     import numba
 
     histogram = color_histogram(sample_image)
@@ -377,7 +382,18 @@ def test_restarts_side_by_side_equal_restarts_one_after_another(sample_image, n_
             n_found = np.empty(n_runs, dtype=np.intp)
             state = X[:0]  # none: full scans
             _kernels.restarts(
-                X, weights, uniforms, starts, 300, tol_abs, nearest, bounds, state, n_iters, n_found
+                X,
+                weights,
+                uniforms,
+                starts,
+                300,
+                tol_abs,
+                nearest,
+                bounds,
+                state,
+                n_iters,
+                n_found,
+                by_scan,
             )
             labels = nearest[:, 0]
             assert n_found.tolist() == [n_colors] * n_runs
@@ -416,7 +432,7 @@ def test_restarts_from_given_centres_and_too_few_points():
     no_draws = np.empty((1, 0, 0))
     no_state = np.empty((0, 2))
     _kernels.restarts(
-        X, weights, no_draws, starts, 50, 0.0, nearest, bounds, no_state, n_iters, n_found
+        X, weights, no_draws, starts, 50, 0.0, nearest, bounds, no_state, n_iters, n_found, False
     )
     labels = nearest[:, 0]
     assert n_found[0] == 2
@@ -942,3 +958,60 @@ def test_cell_ranks_equal_numpy_unique():
         values = rng.integers(0, high, 5000).astype(np.int64)
         expected = np.unique(values, return_inverse=True)[1].reshape(-1)
         np.testing.assert_array_equal(_rank_of_values(values), expected)
+
+
+@pytest.mark.parametrize("n_colors", [16, 32])
+def test_fit_by_scan_equals_fit_with_bounds(sample_image, n_colors, monkeypatch):
+    # The restarts, the swap trials and the refine run by scan at small K (the refine from
+    # each colour's box guess); with every run made to keep its bounds the fit is the same:
+    # centres, iterations and every colour's label.
+    from kmquant import engine
+
+    histogram = color_histogram(sample_image)
+    options = dict(preset=PRESETS["default"], init="k-means++", n_init=None, max_iter=300, tol=1e-4)
+    assert engine.by_scan(n_colors)
+    fits = []
+    for scan_up_to in (engine._SCAN_UP_TO, 0):
+        monkeypatch.setattr(engine, "_SCAN_UP_TO", scan_up_to)
+        fits.append(
+            fit_centers(
+                histogram.colors,
+                histogram.counts,
+                n_colors,
+                rng=np.random.default_rng(3),
+                points_are_colors=True,
+                **options,
+            )
+        )
+    by_scan, with_bounds = fits
+    np.testing.assert_array_equal(by_scan.centers, with_bounds.centers)
+    np.testing.assert_array_equal(by_scan.labels, with_bounds.labels)
+    assert by_scan.n_iter == with_bounds.n_iter
+
+
+def test_box_guesses_are_each_box_means_nearest_centre(sample_image):
+    from kmquant.engine import box_guesses
+
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors.astype(float), histogram.counts.astype(float)
+    boxes = split_into_boxes(colors, counts, 768)
+    centers = boxes.points[::48][:16]
+    guesses = box_guesses(boxes, centers)
+    box_of = np.empty(colors.shape[0], dtype=np.intp)
+    for box, (start, stop) in enumerate(zip(boxes.starts, boxes.stops, strict=True)):
+        box_of[boxes.members[start:stop]] = box
+    distances = ((boxes.points[:, None] - centers[None]) ** 2).sum(2)
+    np.testing.assert_array_equal(guesses, distances.argmin(1)[box_of])
+
+
+def test_a_run_by_scan_keeps_no_bounds_to_start_from(sample_image):
+    histogram = color_histogram(sample_image[::4, ::4])
+    X, weights = histogram.colors.astype(float), histogram.counts.astype(float)
+    start = X[:: X.shape[0] // 8][:8].copy()
+    run = lloyd(X, weights, start, 50, 0.0, keep_state=False)
+    assert run.bounds is None
+    kept = lloyd(X, weights, start, 50, 0.0)
+    np.testing.assert_array_equal(run.centers, kept.centers)
+    np.testing.assert_array_equal(run.labels, kept.labels)
+    with pytest.raises(ValueError, match="keeps no bounds"):
+        lloyd(X, weights, start, 50, 0.0, after=run)

@@ -10,8 +10,10 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    its weighted mean with its summed weight. J on those points differs little from the full
    one. (With alpha, colours sharing their top ``coarse_bits`` bits per channel are merged
    instead: cells never mix alpha classes.)
-2. *Restarts.* Greedy k-means++ and Lloyd (with Hamerly's bounds) run ``n_init`` times on the
-   coarse points, side by side on numba's threads; the lowest J is kept.
+2. *Restarts.* Greedy k-means++ and Lloyd run ``n_init`` times on the coarse points, side by
+   side on numba's threads; the lowest J is kept. Up to K = 64 Lloyd checks each point's
+   label against every centre (:func:`by_scan`), above it keeps Hamerly's bounds: on a few
+   thousand points a scan of a few dozen centres costs less than the bounds' upkeep.
 3. *Swaps.* Lloyd stops in a local minimum: often one centre sits where it is hardly needed
    while another cluster is too wide. A swap removes the centre whose removal costs least
    (the points' extra squared distance to their second-nearest centre) and splits the cluster
@@ -22,10 +24,12 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    coarse points the next few trials run side by side on numba's threads, as if none were
    kept; the runs after a kept one are dropped.
 4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence, its
-   first steps over-relaxed up to K = 96 (:attr:`SpeedPreset.refine_relaxation`). Its
-   first scan runs box by box: a colour's three nearest centres are searched only among the
-   few that can be near its box (:func:`kmquant._kernels.nearest_three_by_boxes`). Its
-   labels are where the search for each colour's nearest palette entry starts.
+   first steps over-relaxed up to K = 96 (:attr:`SpeedPreset.refine_relaxation`). Up to
+   K = 64 it runs by scan, each colour's first guess its box's nearest centre
+   (:func:`box_guesses`); above, with bounds, its first scan box by box: a colour's three
+   nearest centres are searched only among the few that can be near its box
+   (:func:`kmquant._kernels.nearest_three_by_boxes`). Its labels are where the search for
+   each colour's nearest palette entry starts.
 
 ``speed="fast"`` on RGB pixels skips all of this (:func:`kmquant.quantize.quantize_by_cells`):
 the pixels are counted in cells of 5 bits per channel, the cells' means are split by
@@ -389,17 +393,39 @@ def working_points(
 class LloydRun(NamedTuple):
     """Result of :func:`lloyd`: the centres, the iterations run, and the bounds' state for
     the centres (``nearest`` (3, n), whose first row is the labels, and ``bounds`` (3, n);
-    see :func:`kmquant._kernels.lloyd_from`)."""
+    see :func:`kmquant._kernels.lloyd_from`). A run by scan keeps no state: ``bounds`` is
+    None and only the labels of ``nearest`` are set."""
 
     centers: np.ndarray
     n_iter: int
     nearest: np.ndarray
-    bounds: np.ndarray
+    bounds: np.ndarray | None
 
     @property
     def labels(self) -> np.ndarray:
         """Every point's nearest centre."""
         return self.nearest[0]
+
+    @property
+    def kept_bounds(self) -> np.ndarray:
+        """``bounds``; a ValueError for a run by scan, which keeps none."""
+        if self.bounds is None:
+            raise ValueError("a Lloyd run by scan keeps no bounds to start from")
+        return self.bounds
+
+
+# Up to this many centres, a Lloyd run whose state is not kept scans every centre rather
+# than keeping bounds (kmquant._kernels._scan_assign): the restarts, the swap trials that
+# start cold and the refine. The photos, quantize against bounds everywhere (in process,
+# order alternated, exploratory): 0.77 / 0.87 / 0.97 to 0.99x the time at K = 16 / 32 / 64.
+# Up to 128: no gain at K = 96 and 128 (0.99 to 1.00x); the refine by scan took 1.07x at
+# K = 96 and 1.39x at K = 128, where the bounds skip most of the work.
+_SCAN_UP_TO = 64
+
+
+def by_scan(n_colors: int) -> bool:
+    """Whether a Lloyd run for K = ``n_colors`` that keeps no state runs by scan."""
+    return n_colors <= _SCAN_UP_TO
 
 
 def lloyd(
@@ -412,6 +438,8 @@ def lloyd(
     after: LloydRun | None = None,
     boxes: Boxes | None = None,
     relaxation: float = 1.0,
+    keep_state: bool = True,
+    guesses: np.ndarray | None = None,
 ) -> LloydRun:
     """Compiled Lloyd from ``centers`` (not modified); the labels match the new centres.
 
@@ -421,10 +449,24 @@ def lloyd(
     (:func:`kmquant._kernels.nearest_three_by_boxes`). The result is the same either way.
     ``relaxation`` > 1 over-relaxes the first steps (see
     :func:`kmquant._kernels.lloyd_from`); that does change the result.
+
+    ``keep_state=False``, for a caller that needs only the centres and labels, lets a run
+    with few centres (:func:`by_scan`) go without bounds; ``guesses`` (n,), any centre per
+    point, then start its first scan. The result is the same.
     """
     result = np.ascontiguousarray(centers, dtype=np.float64).copy()
+    if not keep_state and after is None and by_scan(result.shape[0]):
+        nearest = np.zeros((1, X.shape[0]), dtype=np.intp)
+        if guesses is not None:
+            nearest[0] = guesses
+        no_bounds = np.empty((1, 0))
+        n_iter, _ = _kernels.lloyd_from(
+            X, weights, result, max_iter, tol_abs, nearest, no_bounds, result[:0], relaxation, True
+        )
+        return LloydRun(result, int(n_iter), nearest, None)
     if after is not None:
-        nearest, bounds, state_centers = after.nearest.copy(), after.bounds.copy(), after.centers
+        nearest, bounds = after.nearest.copy(), after.kept_bounds.copy()
+        state_centers = after.centers
     else:
         nearest = np.empty((3, X.shape[0]), dtype=np.intp)
         bounds = np.empty((3, X.shape[0]))
@@ -435,7 +477,7 @@ def lloyd(
             )
             state_centers = result.copy()
     n_iter, _ = _kernels.lloyd_from(
-        X, weights, result, max_iter, tol_abs, nearest, bounds, state_centers, relaxation
+        X, weights, result, max_iter, tol_abs, nearest, bounds, state_centers, relaxation, False
     )
     return LloydRun(result, int(n_iter), nearest, bounds)
 
@@ -511,7 +553,18 @@ def best_restart(
         bounds = np.empty((n_init, 3, X.shape[0]))
         # X[:0], no state: each run starts with a full scan.
         _kernels.restarts(
-            X, weights, draws, starts, max_iter, tol_abs, nearest, bounds, X[:0], n_iters, n_found
+            X,
+            weights,
+            draws,
+            starts,
+            max_iter,
+            tol_abs,
+            nearest,
+            bounds,
+            X[:0],
+            n_iters,
+            n_found,
+            by_scan(n_colors),
         )
         labels = nearest[:, 0]
     else:
@@ -523,7 +576,7 @@ def best_restart(
                     X, weights, n_colors, draws[run]
                 )
                 _check_seeded(int(n_found[run]), n_colors)
-            done = lloyd(X, weights, starts[run], max_iter, tol_abs)
+            done = lloyd(X, weights, starts[run], max_iter, tol_abs, keep_state=False)
             starts[run], labels[run], n_iters[run] = done.centers, done.labels, done.n_iter
     _check_seeded(int(n_found.min()), n_colors)
     best = 0
@@ -577,7 +630,7 @@ def _ranking_distances(
         _kernels.nearest_two(X, run.centers, labels, nearest, second, np.empty_like(labels))
         return
     _kernels.distances_to(X, run.centers, run.nearest[1], second)
-    lower = np.maximum(nearest, np.minimum(run.bounds[1], run.bounds[2]))
+    lower = np.maximum(nearest, np.minimum(run.kept_bounds[1], run.kept_bounds[2]))
     highest = np.bincount(
         labels, weights=weights * (second * second - nearest * nearest), minlength=n_colors
     )
@@ -652,7 +705,7 @@ def improve_by_swaps(
     if warm:
         current = lloyd(X, weights, centers, 0, tol_abs)
         labels[:], second_labels[:] = current.nearest[0], current.nearest[1]
-        nearest[:], second[:] = current.bounds[0], current.bounds[1]
+        nearest[:], second[:] = current.kept_bounds[0], current.kept_bounds[1]
     else:
         _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
     cheapest, widest = rank_centers()
@@ -746,27 +799,40 @@ def lloyd_runs(
 ) -> list[LloydRun]:
     """:func:`lloyd` from each of ``starts``, all from the same ``after`` (or each from a full
     scan): side by side on numba's threads (:func:`kmquant._kernels.restarts`), with the
-    results of one after another."""
+    results of one after another. Runs without ``after`` keep no state when they run by
+    scan (:func:`by_scan`)."""
     if len(starts) == 1:
-        return [lloyd(X, weights, starts[0], max_iter, tol_abs, after=after)]
+        return [lloyd(X, weights, starts[0], max_iter, tol_abs, after=after, keep_state=False)]
     n_runs = len(starts)
     centers = np.ascontiguousarray(np.stack(starts), dtype=np.float64)
+    scan = after is None and by_scan(centers.shape[1])
     if after is None:
         nearest = np.empty((n_runs, 3, X.shape[0]), dtype=np.intp)
         bounds = np.empty((n_runs, 3, X.shape[0]))
         state = np.empty((0, centers.shape[2]))  # none: each run scans on its own thread
     else:
         nearest = np.repeat(after.nearest[None], n_runs, axis=0)
-        bounds = np.repeat(after.bounds[None], n_runs, axis=0)
+        bounds = np.repeat(after.kept_bounds[None], n_runs, axis=0)
         state = after.centers
     n_iters = np.zeros(n_runs, dtype=np.intp)
     n_found = np.empty(n_runs, dtype=np.intp)
     draws = np.empty((n_runs, 0, 0))  # none: the runs start from ``centers``
     _kernels.restarts(
-        X, weights, draws, centers, max_iter, tol_abs, nearest, bounds, state, n_iters, n_found
+        X,
+        weights,
+        draws,
+        centers,
+        max_iter,
+        tol_abs,
+        nearest,
+        bounds,
+        state,
+        n_iters,
+        n_found,
+        scan,
     )
     return [
-        LloydRun(centers[run], int(n_iters[run]), nearest[run], bounds[run])
+        LloydRun(centers[run], int(n_iters[run]), nearest[run], None if scan else bounds[run])
         for run in range(n_runs)
     ]
 
@@ -870,6 +936,9 @@ def fit_centers(
             )
         else:
             refine_tol = tolerance(features, weights_all)
+        guesses = None
+        if boxes is not None and by_scan(n_colors):
+            guesses = box_guesses(boxes, best_centers)
         refined = lloyd(
             features,
             weights_all,
@@ -878,11 +947,24 @@ def fit_centers(
             refine_tol,
             boxes=boxes,
             relaxation=preset.relaxation_for(n_colors),
+            keep_state=guesses is None,
+            guesses=guesses,
         )
         # A copy: the labels are a row of Lloyd's state, which is three times their size.
         labels = refined.labels.copy()
         return FitResult(centers=refined.centers, n_iter=refined.n_iter, labels=labels)
     return FitResult(centers=best_centers, n_iter=n_iter)
+
+
+def box_guesses(boxes: Boxes, centers: np.ndarray) -> np.ndarray:
+    """Each point's guess of its nearest centre: its box mean's nearest."""
+    box_labels = np.empty(boxes.points.shape[0], dtype=np.intp)
+    _kernels.nearest_labels(boxes.points, centers, box_labels)
+    # The boxes tile ``members`` in order of their starts, not of their numbers.
+    in_place = np.argsort(boxes.starts)
+    guesses = np.empty(boxes.members.shape[0], dtype=np.intp)
+    guesses[boxes.members] = np.repeat(box_labels[in_place], (boxes.stops - boxes.starts)[in_place])
+    return guesses
 
 
 def split_centers(

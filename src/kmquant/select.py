@@ -288,7 +288,7 @@ def elbow_curve(
                     if run is None
                     else _widen(X, weights, run)
                 )
-                run = lloyd(X, weights, start, max_iter, tol_abs)
+                run = lloyd(X, weights, start, max_iter, tol_abs, keep_state=False)
             if k not in wanted:
                 continue
             # ... but only the K asked for become palettes and images.
