@@ -602,15 +602,12 @@ def nearest_labels_by_grid(X, centers, labels):  # pragma: no cover - compiled
     first, second, third = centers_t[0], centers_t[1], centers_t[2]
     for i in prange(n_points):
         row = slot[cell_of[i]]
-        x_0, x_1, x_2 = X[i, 0], X[i, 1], X[i, 2]
+        point = (X[i, 0], X[i, 1], X[i, 2])
         best = np.inf
         best_k = 0
         for j in range(counts[row]):
             k = candidates[row, j]
-            d_0 = x_0 - first[k]
-            d_1 = x_1 - second[k]
-            d_2 = x_2 - third[k]
-            distance = d_0 * d_0 + d_1 * d_1 + d_2 * d_2
+            distance = _squared_distance_3(point, (first, second, third), k)
             if distance < best:
                 best, best_k = distance, k
         labels[i] = best_k
@@ -1411,30 +1408,31 @@ def _nearest_by_scan(X, i, centers_t, current, distances):  # pragma: no cover -
             if distances[k] < least:
                 found, least = k, distances[k]
         return found
-    x_0, x_1, x_2 = X[i, 0], X[i, 1], X[i, 2]
-    row_0, row_1, row_2 = centers_t[0], centers_t[1], centers_t[2]
-    e_0 = x_0 - row_0[current]
-    e_1 = x_1 - row_1[current]
-    e_2 = x_2 - row_2[current]
-    own = e_0 * e_0 + e_1 * e_1 + e_2 * e_2
+    point = (X[i, 0], X[i, 1], X[i, 2])
+    rows = (centers_t[0], centers_t[1], centers_t[2])
+    own = _squared_distance_3(point, rows, current)
     n_nearer = 0
     for k in range(n_centers):
-        e_0 = x_0 - row_0[k]
-        e_1 = x_1 - row_1[k]
-        e_2 = x_2 - row_2[k]
-        distance = e_0 * e_0 + e_1 * e_1 + e_2 * e_2
+        distance = _squared_distance_3(point, rows, k)
         n_nearer += (distance < own) | ((distance == own) & (k < current))
     if n_nearer == 0:
         return current
     found, least = 0, np.inf
     for k in range(n_centers):
-        e_0 = x_0 - row_0[k]
-        e_1 = x_1 - row_1[k]
-        e_2 = x_2 - row_2[k]
-        distance = e_0 * e_0 + e_1 * e_1 + e_2 * e_2
+        distance = _squared_distance_3(point, rows, k)
         if distance < least:
             found, least = k, distance
     return found
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _squared_distance_3(point, rows, k):  # pragma: no cover - compiled
+    """Squared distance from ``point`` (three values) to entry k of ``rows`` (three arrays,
+    one per feature), summed as :func:`_squared_distances_of` sums it."""
+    e_0 = point[0] - rows[0][k]
+    e_1 = point[1] - rows[1][k]
+    e_2 = point[2] - rows[2][k]
+    return e_0 * e_0 + e_1 * e_1 + e_2 * e_2
 
 
 @njit(cache=True, nogil=True)
