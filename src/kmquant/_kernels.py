@@ -2519,9 +2519,7 @@ def _cut_rows(rows, members, start, stop, axis, cut, low_sums, low_squares):  # 
     low_weight)``, the first row of the high side and the low side's weight. One-dimensional
     ``rows`` are packed colours (:func:`split_colors_into_boxes`)."""
     if rows.ndim == 1:  # decided when compiling
-        if stop - start > _BRANCH_FREE_CUT_UP_TO:
-            return _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares)
-        return _cut_packed_branch_free(rows, members, start, stop, axis, cut, low_sums, low_squares)
+        return _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares)
     if rows.shape[1] == 4:
         return _cut_rows_3(rows, members, start, stop, axis, cut, low_sums, low_squares)
     n_features = rows.shape[1] - 1
@@ -2577,11 +2575,6 @@ def _cut_rows_3(rows, members, start, stop, axis, cut, low_sums, low_squares):  
     return low, low_weight
 
 
-# Boxes of up to this many packed colours are cut without branches. In bigger ones, cut
-# early, the histogram's colours still lie in its sorted order and the branches of
-# _cut_packed are mostly predicted; in small ones they are not (see split_colors_into_boxes).
-_BRANCH_FREE_CUT_UP_TO = 2048
-
 # Bits of a packed colour below its count: three channels of eight bits.
 _PACKED_COUNT_SHIFT = 24
 
@@ -2628,39 +2621,31 @@ def _packed_result(low, sums, low_sums, low_squares):  # pragma: no cover - comp
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares):  # pragma: no cover
-    """:func:`_cut_rows` on packed colours, visiting and swapping them as
-    :func:`_cut_rows_3` does (so the members come in the same order)."""
-    shift = 8 * axis
+def _low_side_sums(rows, start, stop, shift, cut):  # pragma: no cover - compiled
+    """The seven sums (:func:`_plus`) of the packed colours ``rows[start:stop]`` on the low
+    side, in a pass of their own: with no swap in it the loop vectorises, and the
+    partition that follows is lighter. Integer sums: the same in any order. The photos'
+    boxes (benchmarks/kernels.py --only boxes, exploratory) took 0.85x the time of the
+    sums summed while partitioning."""
     sums = _NO_SUMS
-    low, high = start, stop - 1
-    while low <= high:
-        word = rows[low]
-        is_low, terms = _packed_terms(word, shift, cut)
-        if is_low:
-            sums = _plus(sums, terms)
-            low += 1
-        else:
-            rows[low], rows[high] = rows[high], word
-            members[low], members[high] = members[high], members[low]
-            high -= 1
-    return _packed_result(low, sums, low_sums, low_squares)
+    for i in range(start, stop):
+        sums = _plus(sums, _packed_terms(rows[i], shift, cut)[1])
+    return sums
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cut_packed_branch_free(
-    rows, members, start, stop, axis, cut, low_sums, low_squares
-):  # pragma: no cover - compiled
-    """:func:`_cut_packed` without a branch on the side: every colour is swapped with the
-    first one not known to be low, which only counts as moved when the colour is low
-    (Lomuto's partition). The members come in another order within each side."""
+def _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares):  # pragma: no cover
+    """:func:`_cut_rows` on packed colours: the low side's sums in a pass of their own
+    (:func:`_low_side_sums`), then a partition without a branch on the side: every colour
+    is swapped with the first one not known to be low, which only counts as moved when the
+    colour is low (Lomuto's partition). The members come in another order within each side
+    than on float rows."""
     shift = 8 * axis
-    sums = _NO_SUMS
+    sums = _low_side_sums(rows, start, stop, shift, cut)
     low = start
     for i in range(start, stop):
         word, member = rows[i], members[i]
-        is_low, terms = _packed_terms(word, shift, cut)
-        sums = _plus(sums, terms)
+        is_low = ((word >> shift) & 255) <= cut
         rows[i], members[i] = rows[low], members[low]
         rows[low], members[low] = word, member
         low += 1 if is_low else 0
@@ -2676,13 +2661,14 @@ def split_colors_into_boxes(colors, counts, n_boxes):  # pragma: no cover - comp
     Each colour is packed into one int64, its channels in bits 0 to 23 and its count above
     them, so that a cut moves 12 bytes a colour rather than 36; the sums are integers, the
     same in any order and the same as :func:`split_into_boxes`' float64 sums, which are
-    integers below 2^53. Boxes of more than ``_BRANCH_FREE_CUT_UP_TO`` colours are
-    partitioned as there; smaller ones without a branch on the side
-    (:func:`_cut_packed_branch_free`), so a box's members may come in another order. The
-    photos' colours at K = 16 / 64 / 256 (768 / 1,536 / 3,072 boxes; benchmarks/kernels.py
-    --only boxes): 1.42 / 1.71 / 2.12 ms an image against 1.81 / 2.22 / 2.80 on float rows,
-    the sums in variables (in a 7-entry array: 1.19 / 1.23 / 1.25 x faster than float rows,
-    not 1.28 / 1.29 / 1.32 x).
+    integers below 2^53. Each cut sums the low side in one pass and partitions in
+    another, without a branch on the side (:func:`_cut_packed`), so a box's members may
+    come in another order. The photos' colours at K = 16 / 64 / 256 (768 / 1,536 / 3,072
+    boxes, exploratory, in process against the last commit): 1.37 / 1.63 / 2.01 ms an
+    image with the sums summed while partitioning, big boxes by Hoare's partition with a
+    branch; 1.16 / 1.38 / 1.71 with the sums apart; 1.04 / 1.25 / 1.58 with every box
+    partitioned without a branch (branchy partitions of big boxes had paid only while the
+    sums shared their loop).
     """
     n_points = colors.shape[0]
     rows = np.empty(n_points, dtype=np.int64)
