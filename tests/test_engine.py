@@ -680,7 +680,7 @@ def test_swaps_escape_a_bad_local_minimum():
     assert sorted(nearest_group.tolist()) == [0, 1, 2]
 
 
-@pytest.mark.parametrize(("n_boxes", "n_colors", "trials"), [(1536, 64, 8), (3072, 256, 6)])
+@pytest.mark.parametrize(("n_boxes", "n_colors", "trials"), [(2172, 128, 8), (3072, 256, 6)])
 def test_swaps_from_bounds_equal_swaps_from_full_scans(
     sample_image, monkeypatch, n_boxes, n_colors, trials
 ):
@@ -705,13 +705,13 @@ def test_swaps_from_bounds_equal_swaps_from_full_scans(
     assert warm[2] >= 2
 
 
-@pytest.mark.parametrize(("n_boxes", "n_colors"), [(768, 16), (1536, 64)])
+@pytest.mark.parametrize(("n_boxes", "n_colors"), [(768, 16), (1536, 64), (2172, 128)])
 def test_swap_trials_side_by_side_equal_trials_one_after_another(
     sample_image, monkeypatch, n_boxes, n_colors
 ):
     # Two to four trials at a time, as if none were kept, the runs after a kept one dropped:
-    # the same centres, J and kept swaps as one trial at a time (at K = 16 every trial scans
-    # in full, side by side too; at K = 64 they start from the bounds).
+    # the same centres, J and kept swaps as one trial at a time (at K = 16 and 64 the trials
+    # run by scan, from the current labels; at K = 128 they start from the bounds).
     from kmquant import engine
 
     histogram = color_histogram(sample_image)
@@ -959,10 +959,11 @@ def test_cell_ranks_equal_numpy_unique():
         np.testing.assert_array_equal(_rank_of_values(values), expected)
 
 
-@pytest.mark.parametrize("n_colors", [16, 32])
+@pytest.mark.parametrize("n_colors", [16, 32, 64])
 def test_fit_by_scan_equals_fit_with_bounds(sample_image, n_colors, monkeypatch):
-    # The restarts, the swap trials and the refine run by scan at small K (the refine from
-    # each colour's box guess); with every run made to keep its bounds the fit is the same:
+    # The restarts, the swap trials and the refine run by scan at small K (the trials from
+    # the current labels, the refine from each colour's box guess); with every run made to
+    # keep its bounds (at K = 64 the trials then start from them) the fit is the same:
     # centres, iterations and every colour's label.
     from kmquant import engine
 

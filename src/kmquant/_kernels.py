@@ -1847,10 +1847,12 @@ def restarts(
     has no Lloyd. ``state_centers`` (k, d) are the centres that every run's state in
     ``nearest`` and ``bounds`` was left for (swap trials from a converged run), or (0, d):
     each run starts with a full scan. ``by_scan`` runs Lloyd without bounds (see
-    :func:`lloyd_from`): only ``nearest[r, 0]`` is written, and ``state_centers`` is not
-    used. Each run is serial inside (a nested parallel loop runs on its own thread), so the
-    results do not depend on the number of threads. The function creates no array itself:
-    numba would make that a parallel loop of its own.
+    :func:`lloyd_from`): ``nearest[r, 0]`` holds the guesses of a run from given centres
+    (a seeded run guesses the first centre) and then the labels, nothing else of
+    ``nearest`` and ``bounds`` is written, and ``state_centers`` is not used. Each run is
+    serial inside (a nested parallel loop runs on its own thread), so the results do not
+    depend on the number of threads. The function creates no array itself: numba would
+    make that a parallel loop of its own.
     """
     n_runs, n_colors = starts.shape[0], starts.shape[1]
     for run in prange(n_runs):
@@ -1861,8 +1863,9 @@ def restarts(
         if n_found[run] == n_colors:
             state = state_centers
             if by_scan:
-                for i in range(X.shape[0]):  # every guess the first centre
-                    nearest[run, 0, i] = 0
+                if uniforms.shape[1] > 0:  # seeded: every guess the first centre
+                    for i in range(X.shape[0]):
+                        nearest[run, 0, i] = 0
             elif state_centers.shape[0] == 0:
                 # The full scan here, on this thread: lloyd_from's is a parallel kernel, and
                 # a nested parallel region costs more than the scan.

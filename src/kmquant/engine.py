@@ -700,7 +700,8 @@ def improve_by_swaps(
     # unless a full scan costs next to nothing. Lloyd's state after a full scan and no
     # iteration holds the exact nearest and second-nearest distances.
     side_by_side = _trials_side_by_side(n_points)
-    warm = n_points * n_colors >= _WARM_SWAP_PAIRS
+    # Trials by scan start from the current labels instead (see lloyd_runs).
+    warm = n_points * n_colors >= _WARM_SWAP_PAIRS and not by_scan(n_colors)
     current = None
     if warm:
         current = lloyd(X, weights, centers, 0, tol_abs)
@@ -732,7 +733,13 @@ def improve_by_swaps(
         if not planned:
             break
         runs = lloyd_runs(
-            X, weights, [start for start, _ in planned], max_iter, tol_abs, after=current
+            X,
+            weights,
+            [start for start, _ in planned],
+            max_iter,
+            tol_abs,
+            after=current,
+            guesses=None if warm else labels,
         )
         spent = taken
         for run, (_, taken_by_then) in zip(runs, planned, strict=True):
@@ -796,17 +803,35 @@ def lloyd_runs(
     tol_abs: float,
     *,
     after: LloydRun | None = None,
+    guesses: np.ndarray | None = None,
 ) -> list[LloydRun]:
     """:func:`lloyd` from each of ``starts``, all from the same ``after`` (or each from a full
     scan): side by side on numba's threads (:func:`kmquant._kernels.restarts`), with the
     results of one after another. Runs without ``after`` keep no state when they run by
-    scan (:func:`by_scan`)."""
+    scan (:func:`by_scan`), starting from ``guesses`` (see :func:`lloyd`) if given."""
     if len(starts) == 1:
-        return [lloyd(X, weights, starts[0], max_iter, tol_abs, after=after, keep_state=False)]
+        return [
+            lloyd(
+                X,
+                weights,
+                starts[0],
+                max_iter,
+                tol_abs,
+                after=after,
+                keep_state=False,
+                guesses=guesses,
+            )
+        ]
     n_runs = len(starts)
     centers = np.ascontiguousarray(np.stack(starts), dtype=np.float64)
     scan = after is None and by_scan(centers.shape[1])
-    if after is None:
+    if scan:
+        nearest = np.zeros((n_runs, 1, X.shape[0]), dtype=np.intp)
+        if guesses is not None:
+            nearest[:, 0] = guesses
+        bounds = np.empty((n_runs, 1, 0))
+        state = np.empty((0, centers.shape[2]))
+    elif after is None:
         nearest = np.empty((n_runs, 3, X.shape[0]), dtype=np.intp)
         bounds = np.empty((n_runs, 3, X.shape[0]))
         state = np.empty((0, centers.shape[2]))  # none: each run scans on its own thread
