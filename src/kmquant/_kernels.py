@@ -2386,6 +2386,19 @@ def pixel_squared_error(colors, inverse, palette, labels):  # pragma: no cover -
     return total
 
 
+@njit(cache=True, nogil=True)
+def box_labels_to_points(box_labels, members, starts, stops):  # pragma: no cover - compiled
+    """Every point's label from its box's: ``labels[members[starts[b]:stops[b]]] =
+    box_labels[b]`` (see :func:`split_into_boxes`), in one serial pass (numpy's argsort,
+    repeat and scatter took 0.2 ms a photo at K = 16, exploratory)."""
+    labels = np.empty(members.shape[0], dtype=box_labels.dtype)
+    for box in range(starts.shape[0]):
+        label = box_labels[box]
+        for i in members[starts[box] : stops[box]]:
+            labels[i] = label
+    return labels
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def pixel_labels(color_labels, inverse):  # pragma: no cover - compiled
     """Every pixel's label from its colour's, ``color_labels[inverse]``, on every thread.

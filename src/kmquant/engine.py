@@ -985,11 +985,7 @@ def box_guesses(boxes: Boxes, centers: np.ndarray) -> np.ndarray:
     """Each point's guess of its nearest centre: its box mean's nearest."""
     box_labels = np.empty(boxes.points.shape[0], dtype=np.intp)
     _kernels.nearest_labels(boxes.points, centers, box_labels)
-    # The boxes tile ``members`` in order of their starts, not of their numbers.
-    in_place = np.argsort(boxes.starts)
-    guesses = np.empty(boxes.members.shape[0], dtype=np.intp)
-    guesses[boxes.members] = np.repeat(box_labels[in_place], (boxes.stops - boxes.starts)[in_place])
-    return guesses
+    return _kernels.box_labels_to_points(box_labels, boxes.members, boxes.starts, boxes.stops)
 
 
 def split_centers(
