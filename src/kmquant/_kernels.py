@@ -1308,6 +1308,18 @@ def _assign_blocks_parallel(
     return n_moved
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _listed(doubtful, first):  # pragma: no cover - compiled
+    """The points ``first + j`` whose ``doubtful[j]`` is set, in order, listed without a
+    branch."""
+    pending = np.empty(doubtful.shape[0], dtype=np.intp)
+    n_pending = 0
+    for j in range(doubtful.shape[0]):
+        pending[n_pending] = first + j
+        n_pending += doubtful[j]
+    return pending[:n_pending]
+
+
 @njit(cache=True, nogil=True)
 def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: no cover
     """:func:`_bounded_assign` on the points of one block; returns how many moved."""
@@ -1340,13 +1352,8 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
         rest = max(rests[i] - others, min(rests[i] - local_shift[current], reach[current] - upper))
         uppers[i], lowers[i], rests[i] = upper, lower, rest
         doubtful[i - first] = upper > max(half_gap[current], min(lower, rest))
-    pending = np.empty(last - first, dtype=np.intp)
-    n_pending = 0
-    for i in range(first, last):
-        pending[n_pending] = i
-        n_pending += doubtful[i - first]
     n_moved = 0
-    for i in pending[:n_pending]:
+    for i in _listed(doubtful, first):
         current, second_index = labels[i], seconds[i]
         upper, lower, rest = uppers[i], lowers[i], rests[i]
         bound = max(half_gap[current], min(lower, rest))
@@ -1391,9 +1398,9 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
 
 @njit(cache=True, nogil=True, inline="always")
 def _nearest_by_scan(X, i, centers_t, current, distances):  # pragma: no cover - compiled
-    """Point i's nearest centre of ``centers_t`` (d, k), ties to the lowest index. For three
-    features, first whether ``current`` is, by every centre's distance compared with its
-    own, then, if not, which is. ``distances`` (k,) is scratch.
+    """Point i's nearest centre of ``centers_t`` (d, k), ties to the lowest index, and its
+    squared distance. For three features, first whether ``current`` is, by every centre's
+    distance compared with its own, then, if not, which is. ``distances`` (k,) is scratch.
 
     Three features are written out and the check counts the nearer centres without a
     branch, the distances compared as they come: storing them in ``distances`` first took
@@ -1407,7 +1414,7 @@ def _nearest_by_scan(X, i, centers_t, current, distances):  # pragma: no cover -
         for k in range(1, n_centers):
             if distances[k] < least:
                 found, least = k, distances[k]
-        return found
+        return found, least
     point = (X[i, 0], X[i, 1], X[i, 2])
     rows = (centers_t[0], centers_t[1], centers_t[2])
     own = _squared_distance_3(point, rows, current)
@@ -1416,13 +1423,13 @@ def _nearest_by_scan(X, i, centers_t, current, distances):  # pragma: no cover -
         distance = _squared_distance_3(point, rows, k)
         n_nearer += (distance < own) | ((distance == own) & (k < current))
     if n_nearer == 0:
-        return current
+        return current, own
     found, least = 0, np.inf
     for k in range(n_centers):
         distance = _squared_distance_3(point, rows, k)
         if distance < least:
             found, least = k, distance
-    return found
+    return found, least
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -1436,14 +1443,25 @@ def _squared_distance_3(point, rows, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _scan_assign_block(X, centers_t, labels, moves, block_moves, block):  # pragma: no cover
+def _scan_assign_block(
+    X, centers_t, labels, upper, shift, half_gap, moves, block_moves, block
+):  # pragma: no cover - compiled
     """:func:`_scan_assign` on the points of one block; returns how many moved."""
     distances = np.empty(centers_t.shape[1])
     first, last = block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)
-    n_moved = 0
+    # First every point's bound is loosened and tested without a branch; the rest are
+    # listed, then scanned in order.
+    doubtful = np.empty(last - first, dtype=np.uint8)
     for i in range(first, last):
         current = labels[i]
-        found = _nearest_by_scan(X, i, centers_t, current, distances)
+        bound = upper[i] + shift[current]
+        upper[i] = bound
+        doubtful[i - first] = _widened(bound) >= half_gap[current]
+    n_moved = 0
+    for i in _listed(doubtful, first):
+        current = labels[i]
+        found, squared = _nearest_by_scan(X, i, centers_t, current, distances)
+        upper[i] = np.sqrt(squared)
         if found != current:
             moves[0, first + n_moved], moves[1, first + n_moved] = i, current
             labels[i] = found
@@ -1453,33 +1471,56 @@ def _scan_assign_block(X, centers_t, labels, moves, block_moves, block):  # prag
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _scan_assign_parallel(X, centers_t, labels, moves, block_moves):  # pragma: no cover
+def _scan_assign_parallel(
+    X, centers_t, labels, upper, shift, half_gap, moves, block_moves
+):  # pragma: no cover - compiled
     """:func:`_scan_assign_block` over every block, in parallel."""
     n_moved = 0
     for block in prange(block_moves.shape[0]):
-        n_moved += _scan_assign_block(X, centers_t, labels, moves, block_moves, block)
+        n_moved += _scan_assign_block(
+            X, centers_t, labels, upper, shift, half_gap, moves, block_moves, block
+        )
     return n_moved
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _scan_assign(X, centers, labels, moves, block_moves):  # pragma: no cover - compiled
-    """Lloyd's assignment without bounds: ``labels`` (n,) become every point's nearest centre
-    (ties: the lowest index), the moves listed as by :func:`_bounded_assign`; returns how
-    many moved.
+def _scan_assign(
+    X, centers, labels, upper, shift, half_gap, moves, block_moves
+):  # pragma: no cover - compiled
+    """Lloyd's assignment without Hamerly's bounds: ``labels`` (n,) become every point's
+    nearest centre (ties: the lowest index), the moves listed as by :func:`_bounded_assign`;
+    returns how many moved.
 
-    Each point's label is checked first against every centre (:func:`_nearest_by_scan`), and
-    only a point with a nearer centre is searched. Few centres on few points are a few
-    microseconds a step, less than the bounds' own work: the restarts on a photo's 768 boxes
-    at K = 16, one after another, took 0.34x the time with Hamerly's bounds, 0.53x on 1,536
-    boxes at K = 64, 0.97x on 3,072 boxes at K = 256 (exploratory). Blocks of points run in
-    parallel from ``_PARALLEL_ASSIGN_POINTS`` points on.
+    Each point keeps one bound, ``upper`` (n,), on the distance to its centre, loosened by
+    its centre's ``shift`` (k,) since it was set: a point within half the gap from its
+    centre to the nearest other one keeps it (Hamerly's first test; ``half_gap`` (k,) is
+    written here). That settles 40 to 50% of a photo's colours at K = 16 and 30 to 50% at
+    K = 64 once converged. Every other point's label is checked against every centre
+    (:func:`_nearest_by_scan`), and only a point with a nearer centre is searched; its
+    bound becomes exact. An infinite bound makes a point always checked. Few centres on
+    few points are a few microseconds a step, less than the upkeep of all of Hamerly's
+    bounds: the restarts on a photo's 768 boxes at K = 16, one after another, took 0.34x
+    the time with them, 0.53x on 1,536 boxes at K = 64, 0.97x on 3,072 boxes at K = 256
+    (exploratory, before the bound). Blocks of points run in parallel from
+    ``_PARALLEL_ASSIGN_POINTS`` points on.
     """
+    n_centers = centers.shape[0]
+    for k in range(n_centers):
+        nearest_other = np.inf
+        for other in range(n_centers):
+            if other != k:
+                nearest_other = min(nearest_other, _squared_distance(centers, k, centers, other))
+        half_gap[k] = 0.5 * np.sqrt(nearest_other)
     centers_t = np.ascontiguousarray(centers.T)
     if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
-        return _scan_assign_parallel(X, centers_t, labels, moves, block_moves)
+        return _scan_assign_parallel(
+            X, centers_t, labels, upper, shift, half_gap, moves, block_moves
+        )
     n_moved = 0
     for block in range(block_moves.shape[0]):
-        n_moved += _scan_assign_block(X, centers_t, labels, moves, block_moves, block)
+        n_moved += _scan_assign_block(
+            X, centers_t, labels, upper, shift, half_gap, moves, block_moves, block
+        )
     return n_moved
 
 
@@ -1539,7 +1580,11 @@ def lloyd_from(
     totals = np.empty(n_centers)
     members = np.empty(n_centers, dtype=np.int64)
     if by_scan:
-        _scan_assign(X, centers, labels, moves, block_moves)
+        # No bound yet: every point is checked.
+        upper = np.full(n_points, np.inf)
+        half_gap = np.empty(n_centers)
+        shift[:] = 0.0
+        _scan_assign(X, centers, labels, upper, shift, half_gap, moves, block_moves)
     elif state_centers.shape[0] > 0:
         # A state for these very centres (no shift at all) is exact as it is.
         if _shifts(centers, state_centers, shift) > 0.0:
@@ -1575,7 +1620,7 @@ def lloyd_from(
         else:
             converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
         if by_scan:
-            n_moved = _scan_assign(X, centers, labels, moves, block_moves)
+            n_moved = _scan_assign(X, centers, labels, upper, shift, half_gap, moves, block_moves)
         else:
             n_moved = _bounded_assign(
                 X, point_norms, centers, nearest, bounds, shift, separation, moves, block_moves
