@@ -259,7 +259,7 @@ def main_parser() -> argparse.ArgumentParser:
         type=int,
         choices=OPTIMIZE_LEVELS,
         default=DEFAULT_OPTIMIZE,
-        help="PNG compression effort: 0 zlib 1 (fastest), 1 zlib 9, 2 oxipng (default), "
+        help="PNG compression effort: 0 libdeflate 1 (fastest), 1 zlib 9, 2 oxipng (default), "
         "3 oxipng harder; every level decodes to the same pixels",
     )
     compress.add_argument(

@@ -22,6 +22,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
+import deflate
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -214,7 +215,8 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
     ----------
     result : QuantizedImage
     optimize : {0, 1, 2, 3}, optional
-        0: unfiltered rows through zlib at level 1 (fastest); 1: the same at zlib level 9;
+        0: unfiltered rows through libdeflate at level 1 (fastest); 1: the same through zlib
+        at level 9, byte for byte Pillow's file at 8 bits;
         2 (default): oxipng preset 2, which tries PNG row filters (for 8-bit indices; 1, 2
         and 4-bit rows go unfiltered, which halves the time and rarely costs bytes) and
         compresses with libdeflate (19 to 30% smaller than level 0 and 7 to 8% smaller than
@@ -267,27 +269,34 @@ def encode_png(result: QuantizedImage, *, optimize: int = DEFAULT_OPTIMIZE) -> b
                 palette_reduction=False,
             )
         return bytes(png)
-    return _zlib_png(labels, rgb, alpha, 1 if level == 0 else 9)
+    return _unfiltered_png(labels, rgb, alpha, level)
 
 
 # Bytes per IDAT chunk, as Pillow writes them.
 _IDAT_BYTES = 65536
 
 
-def _zlib_png(labels: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, zlib_level: int) -> bytes:
-    """``encode_png`` at levels 0 and 1: unfiltered rows through zlib at ``zlib_level``.
+def _unfiltered_png(labels: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, level: int) -> bytes:
+    """``encode_png`` at levels 0 and 1: unfiltered rows, through libdeflate at level 1
+    (``level`` 0) or zlib at level 9 (``level`` 1).
 
-    At 8 bits the file is byte for byte what Pillow writes (zlib with memLevel 9, IDAT
-    chunks of 64 KiB). Packed rows (1, 2 and 4 bits) go unfiltered too, where Pillow tries
-    every filter on every row: on the sample photo at K = 2 to 16 these files are 1 to 14%
-    smaller than Pillow's at level 0 (6 to 23% at level 1) and up to 1.2 ms faster to write
-    (``python benchmarks/kernels.py --only png -k 2 4 16``).
+    At level 1 and 8 bits the file is byte for byte what Pillow writes at ``optimize=True``
+    (zlib with memLevel 9, IDAT chunks of 64 KiB). libdeflate at its level 1 took half the
+    time of zlib at its level 1 for files 8 to 13% smaller (the sample photo at K = 16, 64
+    and 256: 0.63 / 1.27 / 1.75 ms against 1.35 / 2.56 / 3.63 ms, exploratory), so level 0,
+    the fastest, uses it. Packed rows (1, 2 and 4 bits) go unfiltered too, where Pillow
+    tries every filter on every row (``python benchmarks/kernels.py --only png -k 2 4 16``
+    compares both).
     """
     height, width = labels.shape
     n_entries = len(rgb)
     bit_depth = 1 if n_entries <= 2 else 2 if n_entries <= 4 else 4 if n_entries <= 16 else 8
-    compressor = zlib.compressobj(zlib_level, zlib.DEFLATED, 15, 9)
-    data = compressor.compress(_kernels.png_rows(labels, bit_depth)) + compressor.flush()
+    rows = _kernels.png_rows(labels, bit_depth)
+    if level == 0:
+        data = bytes(deflate.zlib_compress(rows, 1))
+    else:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 15, 9)
+        data = compressor.compress(rows) + compressor.flush()
     chunks = [
         _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, 3, 0, 0, 0)),
         _png_chunk(b"PLTE", rgb.tobytes()),
@@ -296,7 +305,7 @@ def _zlib_png(labels: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, zlib_level
     if translucent.size:
         # tRNS lists alphas up to the last translucent entry; later entries are opaque.
         chunks.append(_png_chunk(b"tRNS", alpha[: translucent[-1] + 1].tobytes()))
-    for start in range(0, len(data), _IDAT_BYTES):  # zlib's output is never empty
+    for start in range(0, len(data), _IDAT_BYTES):  # a zlib stream is never empty
         chunks.append(_png_chunk(b"IDAT", data[start : start + _IDAT_BYTES]))
     chunks.append(_png_chunk(b"IEND", b""))
     return _PNG_SIGNATURE + b"".join(chunks)

@@ -217,8 +217,8 @@ def elbow_curve(
     One histogram serves every K, and K + 1 starts from the centres of K with the widest
     cluster split in two along its main axis (a warm start), so Lloyd needs only a few
     iterations per K. Each K's palette is applied to every distinct colour, so inertia and PSNR
-    are exact; bytes are the PNG at ``optimize=0`` (zlib level 1, the fastest), which shows
-    how size grows with K; ``--optimize 2`` files are 20 to 40% smaller.
+    are exact; bytes are the PNG at ``optimize=0`` (libdeflate level 1, the fastest), which
+    shows how size grows with K; ``--optimize 2`` files are about 20% smaller.
     """
     ks = sorted({int(k) for k in k_values})
     if not ks or ks[0] < 1 or ks[-1] > MAX_COLORS:
