@@ -18,9 +18,11 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    while another cluster is too wide. A swap removes the centre whose removal costs least
    (the points' extra squared distance to their second-nearest centre) and splits the cluster
    with the largest J along its principal axis, then runs Lloyd again. The swap is kept only
-   when J drops. This is the targeted form of Fränti's random-swap clustering [1]_. A trial
-   starts from the current solution's bounds, loosened by the two moved centres' moves; at
-   large K the next ranking, too, reads those bounds (:func:`_ranking_distances`). On the
+   when J drops. This is the targeted form of Fränti's random-swap clustering [1]_. Up to
+   K = 64 a trial runs by scan from the current labels; above, from the current solution's
+   bounds where the points and centres are many (:data:`_WARM_SWAP_PAIRS`), loosened by the
+   two moved centres' moves, and at large K the next ranking, too, reads those bounds
+   (:func:`_ranking_distances`). On the
    coarse points the next few trials run side by side on numba's threads, as if none were
    kept; the runs after a kept one are dropped.
 4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence, its
@@ -588,9 +590,10 @@ def best_restart(
     return starts[best], best_inertia, int(n_iters[best])
 
 
-# From this many point-centre pairs on, swap trials start from the current bounds rather than
-# a full scan. Exploratory, all the swaps of the photos: 7.85 -> 5.78 ms an image at K = 256
-# (3,072 boxes), 6.68 -> 5.77 at K = 64 (1,536), but 3.65 -> 3.85 at K = 16 (768 x 16 pairs).
+# From this many point-centre pairs on, swap trials above K = 64 (by_scan) start from the
+# current bounds rather than a full scan. Exploratory, all the swaps of the photos, before the
+# trials by scan: 7.85 -> 5.78 ms an image at K = 256 (3,072 boxes), 6.68 -> 5.77 at K = 64
+# (1,536), but 3.65 -> 3.85 at K = 16 (768 x 16 pairs).
 _WARM_SWAP_PAIRS = 65536
 
 
