@@ -1499,9 +1499,9 @@ def _scan_assign(
     (:func:`_nearest_by_scan`), and only a point with a nearer centre is searched; its
     bound becomes exact. An infinite bound makes a point always checked. Few centres on
     few points are a few microseconds a step, less than the upkeep of all of Hamerly's
-    bounds: the restarts on a photo's 768 boxes at K = 16, one after another, took 0.34x
-    the time with them, 0.53x on 1,536 boxes at K = 64, 0.97x on 3,072 boxes at K = 256
-    (exploratory, before the bound). Blocks of points run in parallel from
+    bounds: ten restarts on a photo's boxes, one after another, took 0.41x the time with
+    them on 768 boxes at K = 16, 0.65x on 1,536 at K = 64, but 1.34x on 3,072 at K = 256
+    (exploratory). Blocks of points run in parallel from
     ``_PARALLEL_ASSIGN_POINTS`` points on.
     """
     n_centers = centers.shape[0]
