@@ -247,7 +247,10 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
     count of set bits per 64-bit word then gives every colour its rank among the present ones,
     which is the pixel's index: no hash table, no sort. The colours are listed from slices of
     the words side by side, each from its first word's rank (photos: 1.39 -> 1.20 ms an image
-    for the whole histogram, in process, exploratory). Returns ``colors`` (m, c) uint8 in
+    for the whole histogram, in process, exploratory). Each part also clears its own bitmap
+    and tallies its own pixels' colours, on its own thread, the tallies then summed colour by
+    colour: on 2 threads 1.68 -> 1.45 ms a photo, 13.7 -> 12.0 ms a large image, the same on
+    one (exploratory, order alternated). Returns ``colors`` (m, c) uint8 in
     increasing order of their packed keys, ``counts`` (m,) int64 and ``inverse`` (n,) int32,
     the same as :func:`histogram_unsorted` followed by a sort of the keys. OR and integer
     counts do not depend on the order of the work, so any number of threads or parts gives
@@ -255,10 +258,11 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
     """
     n_pixels = pixels.shape[0]
     n_words = max(1, (1 << (8 * pixels.shape[1])) >> 6)
-    bitmaps = np.zeros((n_parts, n_words), dtype=np.uint64)
+    bitmaps = np.empty((n_parts, n_words), dtype=np.uint64)
     size = (n_pixels + n_parts - 1) // n_parts
     for part in prange(n_parts):
         bitmap = bitmaps[part]
+        bitmap[:] = 0  # each part zeroes its own bitmap, on its own thread
         for i in range(part * size, min(n_pixels, (part + 1) * size)):
             key = _packed_key(pixels, i)
             bitmap[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
@@ -296,9 +300,27 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
             key = _packed_key(pixels, i)
             below = bitmap[key >> 6] & ((np.uint64(1) << np.uint64(key & 63)) - np.uint64(1))
             inverse[i] = ranks_before[key >> 6] + _popcount(below)
-    counts = np.zeros(n_unique, dtype=np.int64)
-    for i in range(n_pixels):
-        counts[inverse[i]] += 1
+    if n_parts == 1:
+        counts = np.zeros(n_unique, dtype=np.int64)
+        for i in range(n_pixels):
+            counts[inverse[i]] += 1
+        return colors, counts, inverse
+    # Each part tallies its pixels on its own thread, then the tallies are summed colour by
+    # colour (each at most the part's pixels: int32 holds them).
+    tallies = np.empty((n_parts, n_unique), dtype=np.int32)
+    for part in prange(n_parts):
+        tally = tallies[part]
+        tally[:] = 0
+        for i in range(part * size, min(n_pixels, (part + 1) * size)):
+            tally[inverse[i]] += 1
+    counts = np.empty(n_unique, dtype=np.int64)
+    colors_per_slice = (n_unique + _EXTRACT_SLICES - 1) // _EXTRACT_SLICES
+    for first in prange(_EXTRACT_SLICES):
+        for color in range(first * colors_per_slice, min(n_unique, (first + 1) * colors_per_slice)):
+            total = np.int64(tallies[0, color])
+            for part in range(1, n_parts):
+                total += tallies[part, color]
+            counts[color] = total
     return colors, counts, inverse
 
 
