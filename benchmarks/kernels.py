@@ -19,10 +19,13 @@
   swaps and in the final refine on every distinct colour, the rest of the swaps, the
   histogram and the mapping).
 - ``mapping``: each distinct colour's nearest palette entry, on each image's own palette at
-  each K, three ways: the grid (:func:`kmquant._kernels.nearest_labels_by_grid`, what
-  ``quantize`` uses for three features), the search from k-means' labels as guesses
-  (:func:`kmquant._kernels.nearest_labels_from`, still used for RGBA and grey) and the full scan
-  (:func:`kmquant._kernels.nearest_labels`); all must give the same labels.
+  each K, four ways: the grid (:func:`kmquant._kernels.nearest_labels_by_grid`, what
+  ``quantize`` uses for three features above K = 64 or without k-means' labels), the search
+  from k-means' labels as guesses (:func:`kmquant._kernels.nearest_labels_from`, used for
+  RGBA and grey), the scan of every entry from those guesses
+  (:func:`kmquant._kernels.nearest_labels_by_scan`, used for three features up to K = 64)
+  and the full scan (:func:`kmquant._kernels.nearest_labels`); all must give the same
+  labels.
 - ``png``: :func:`kmquant.encode_png` at each ``optimize`` level on each image's quantized
   result, beside Pillow's indexed-PNG writer at ``compress_level=1`` and ``optimize=True``
   (zlib level 9), which levels 0 (now libdeflate at level 1) and 1 replaced; bytes and
@@ -238,6 +241,9 @@ def mapping_section(images: list[np.ndarray], ks: list[int], repeat: int) -> Non
                     "grid": lambda out, a=args: _kernels.nearest_labels_by_grid(*a, out),
                     "from guesses": lambda out, a=args, g=guesses: _kernels.nearest_labels_from(
                         *a, g, out
+                    ),
+                    "scan from guesses": lambda out, a=args, g=guesses: (
+                        _kernels.nearest_labels_by_scan(*a, g, out)
                     ),
                     "full scan": lambda out, a=args: _kernels.nearest_labels(*a, out),
                 }

@@ -195,6 +195,33 @@ def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries
     np.testing.assert_array_equal(nearest_palette_labels(colors, palette, guesses), expected)
 
 
+@pytest.mark.parametrize("n_entries", [1, 2, 16, 64])
+@pytest.mark.parametrize("guessing", ["right", "random", "zero"])
+def test_nearest_labels_by_scan_equal_the_full_scan(sample_image, n_entries, guessing):
+    # Three features, a few entries: whatever the guesses, the full scan's labels, ties to
+    # the lowest index (repeated entries and near ties); through nearest_palette_labels too.
+    from kmquant.remap import GUESSES_SCAN_UP_TO, nearest_palette_labels
+
+    assert n_entries <= GUESSES_SCAN_UP_TO
+    colors = color_histogram(sample_image).colors.astype(np.float64)
+    rng = np.random.default_rng(n_entries)
+    palette = colors[rng.choice(len(colors), n_entries, replace=False)].round()
+    if n_entries > 2:
+        palette[1] = palette[0]
+        palette[5] = palette[2] + 0.5
+    expected = np.empty(len(colors), dtype=np.intp)
+    _kernels.nearest_labels(colors, palette, expected)
+    guesses = {
+        "right": expected.astype(np.uint8),
+        "random": rng.integers(0, n_entries, len(colors)).astype(np.uint8),
+        "zero": np.zeros(len(colors), dtype=np.uint8),
+    }[guessing]
+    labels = np.empty(len(colors), dtype=np.intp)
+    _kernels.nearest_labels_by_scan(colors, palette, guesses, labels)
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(nearest_palette_labels(colors, palette, guesses), expected)
+
+
 @pytest.mark.parametrize("n_entries", [1, 2, 16, 64, 256])
 @pytest.mark.parametrize("space", ["rgb", "lab", "grey", "two"])
 def test_nearest_labels_by_grid_equal_the_full_scan(sample_image, n_entries, space):

@@ -712,6 +712,41 @@ def _cell_candidates(
     return count
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def nearest_labels_by_scan(X, centers, guesses, labels):  # pragma: no cover - compiled
+    """:func:`nearest_labels` for points of three features, from a guess of each point's
+    nearest centre, every centre scanned: the same labels, ties included, whatever the
+    guesses.
+
+    Reads ``X`` (n, 3), ``centers`` (k, 3), ``guesses`` (n,) any centre indices; writes
+    ``labels`` (n,). A point nearer its guess than half the gap from the guess to its
+    nearest other centre keeps it (every other centre is then farther); any other point's
+    guess is checked against every centre in one pass that counts the nearer ones, and
+    only a point with a nearer centre is searched (:func:`_nearest_by_scan`). For a few
+    centres and Lloyd's own labels as guesses this is quicker than the grid of
+    :func:`nearest_labels_by_grid` (see :data:`kmquant.remap.GUESSES_SCAN_UP_TO`).
+    """
+    n_points, n_centers = X.shape[0], centers.shape[0]
+    # A quarter of the squared gap from each centre to its nearest other one, narrowed for
+    # rounding (a point left to the scan is always safe).
+    quarter_gap = np.empty(n_centers)
+    for k in range(n_centers):
+        nearest_other = np.inf
+        for other in range(n_centers):
+            if other != k:
+                nearest_other = min(nearest_other, _squared_distance(centers, k, centers, other))
+        quarter_gap[k] = _narrowed(0.25 * nearest_other)
+    centers_t = np.ascontiguousarray(centers.T)
+    for block in prange((n_points + _BLOCK - 1) // _BLOCK):
+        distances = np.empty(n_centers)
+        for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
+            guess = guesses[i]
+            if _squared_distance(X, i, centers, guess) < quarter_gap[guess]:
+                labels[i] = guess
+            else:
+                labels[i] = _nearest_by_scan(X, i, centers_t, guess, distances)[0]
+
+
 @njit(cache=True, nogil=True)
 def nearest_labels_from(X, centers, guesses, labels):  # pragma: no cover - compiled
     """:func:`nearest_labels` starting from a guess of each point's nearest centre.
@@ -974,6 +1009,12 @@ def _sorted_centers(centers, by_norm):  # pragma: no cover - compiled
 def _widened(value):  # pragma: no cover - compiled
     """``value`` with slack for rounding: a wider search, reach or bound is always safe."""
     return value * (1.0 + 1e-9) + 1e-9
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _narrowed(value):  # pragma: no cover - compiled
+    """``value`` with slack for rounding the other way: a narrower bound is always safe."""
+    return value * (1.0 - 1e-9) - 1e-9
 
 
 @njit(cache=True, nogil=True)
