@@ -986,11 +986,11 @@ def test_cell_ranks_equal_numpy_unique():
         np.testing.assert_array_equal(_rank_of_values(values), expected)
 
 
-@pytest.mark.parametrize("n_colors", [16, 32, 64])
+@pytest.mark.parametrize("n_colors", [16, 32, 64, 96])
 def test_fit_by_scan_equals_fit_with_bounds(sample_image, n_colors, monkeypatch):
     # The restarts, the swap trials and the refine run by scan at small K (the trials from
     # the current labels, the refine from each colour's box guess); with every run made to
-    # keep its bounds (at K = 64 the trials then start from them) the fit is the same:
+    # keep its bounds (from K = 64 the trials then start from them) the fit is the same:
     # centres, iterations and every colour's label.
     from kmquant import engine
 

@@ -721,8 +721,8 @@ def nearest_labels_by_scan(X, centers, guesses, labels):  # pragma: no cover - c
     Reads ``X`` (n, 3), ``centers`` (k, 3), ``guesses`` (n,) any centre indices; writes
     ``labels`` (n,). A point nearer its guess than half the gap from the guess to its
     nearest other centre keeps it (every other centre is then farther); any other point's
-    guess is checked against every centre in one pass that counts the nearer ones, and
-    only a point with a nearer centre is searched (:func:`_nearest_by_scan`). For a few
+    guess is checked against every centre in one pass that counts those as near, and
+    only a point with another as near is searched (:func:`_nearest_by_scan`). For a few
     centres and Lloyd's own labels as guesses this is quicker than the grid of
     :func:`nearest_labels_by_grid` (see :data:`kmquant.remap.GUESSES_SCAN_UP_TO`).
     """
@@ -1464,9 +1464,10 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
 def _nearest_by_scan(X, i, centers_t, current, distances):  # pragma: no cover - compiled
     """Point i's nearest centre of ``centers_t`` (d, k), ties to the lowest index, and its
     squared distance. For three features, first whether ``current`` is, by every centre's
-    distance compared with its own, then, if not, which is. ``distances`` (k,) is scratch.
+    distance compared with its own, then, if not or on a tie, which is. ``distances`` (k,)
+    is scratch.
 
-    Three features are written out and the check counts the nearer centres without a
+    Three features are written out and the check counts the centres as near without a
     branch, the distances compared as they come: storing them in ``distances`` first took
     2.5x the time at K = 16, and so did that store in the search after the check, which is
     written out too (exploratory). The sums are those of :func:`_squared_distances_of`.
@@ -1478,11 +1479,13 @@ def _nearest_by_scan(X, i, centers_t, current, distances):  # pragma: no cover -
     point = (X[i, 0], X[i, 1], X[i, 2])
     rows = (centers_t[0], centers_t[1], centers_t[2])
     own = _squared_distance_3(point, rows, current)
-    n_nearer = 0
+    # Centres at most as far as ``current``, itself included: one means no other is nearer
+    # or ties. A tie is left to the search, which gives it to the lowest index; counting
+    # only the ties that ``current`` would lose took 1.3x the time (exploratory).
+    n_as_near = 0
     for k in range(n_centers):
-        distance = _squared_distance_3(point, rows, k)
-        n_nearer += (distance < own) | ((distance == own) & (k < current))
-    if n_nearer == 0:
+        n_as_near += _squared_distance_3(point, rows, k) <= own
+    if n_as_near == 1:
         return current, own
     found, least = 0, np.inf
     for k in range(n_centers):
@@ -1556,7 +1559,7 @@ def _scan_assign(
     centre to the nearest other one keeps it (Hamerly's first test; ``half_gap`` (k,) is
     written here). That settles 40 to 50% of a photo's colours at K = 16 and 30 to 50% at
     K = 64 once converged. Every other point's label is checked against every centre
-    (:func:`_nearest_by_scan`), and only a point with a nearer centre is searched; its
+    (:func:`_nearest_by_scan`), and only a point with another as near is searched; its
     bound becomes exact. An infinite bound makes a point always checked. Few centres on
     few points are a few microseconds a step, less than the upkeep of all of Hamerly's
     bounds: ten restarts on a photo's boxes, one after another, took 0.41x the time with
