@@ -20,10 +20,10 @@
   histogram and the mapping).
 - ``mapping``: each distinct colour's nearest palette entry, on each image's own palette at
   each K, four ways: the grid (:func:`kmquant._kernels.nearest_labels_by_grid`, what
-  ``quantize`` uses for three features above K = 64 or without k-means' labels), the search
+  ``quantize`` uses for three features above K = 96 or without k-means' labels), the search
   from k-means' labels as guesses (:func:`kmquant._kernels.nearest_labels_from`, used for
   RGBA and grey), the scan of every entry from those guesses
-  (:func:`kmquant._kernels.nearest_labels_by_scan`, used for three features up to K = 64)
+  (:func:`kmquant._kernels.nearest_labels_by_scan`, used for three features up to K = 96)
   and the full scan (:func:`kmquant._kernels.nearest_labels`); all must give the same
   labels.
 - ``png``: :func:`kmquant.encode_png` at each ``optimize`` level on each image's quantized

@@ -50,8 +50,12 @@ GUESSES_FROM_ENTRIES = 32
 # every entry from their guess (:func:`kmquant._kernels.nearest_labels_by_scan`) rather than
 # through the grid: the photos' colours against their palettes, with the refine's labels as
 # guesses (exploratory, order alternated): 0.153 against 0.240 ms at K = 16, 0.214 against
-# 0.301 at K = 32, 0.301 against 0.389 at K = 64, but 0.533 against 0.549 at K = 128.
-GUESSES_SCAN_UP_TO = 64
+# 0.301 at K = 32, 0.301 against 0.389 at K = 64, but 0.533 against 0.549 at K = 128. With
+# the scan's cheaper check (every centre as near counted), `benchmarks/kernels.py --only
+# mapping`: 0.31 against 0.45 ms at K = 96, 0.37 against 0.53 at 128, 0.79 against 0.84 at
+# 256; but quantize, in process against the grid above 64, took 0.989x the time at K = 80
+# and 96 and 1.004x and 1.001x at 128 and 256 (exploratory).
+GUESSES_SCAN_UP_TO = 96
 
 
 def guesses_help(n_entries: int, n_features: int) -> bool:
