@@ -712,6 +712,35 @@ def _cell_candidates(
     return count
 
 
+@njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "reassoc"})
+def _least(values):  # pragma: no cover - compiled
+    """The smallest of ``values`` (no NaN). A minimum is exact in any order, so the loop
+    may run as a vectorised reduction; in order it waits on each comparison in turn."""
+    least = np.inf
+    for value in values:
+        least = min(least, value)
+    return least
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _half_gaps(centers, centers_t, half_gap):  # pragma: no cover - compiled
+    """``half_gap[k]``: half the distance from centre k of ``centers`` (k, d) to its nearest
+    other one (infinity for a single centre); ``centers_t`` is ``centers`` transposed.
+
+    Each centre's squared distances to all the others are summed as
+    :func:`_squared_distance` sums them, in a vectorised row, and their least found by
+    :func:`_least`: one pair at a time, with a branch for the centre itself, took
+    6.2 instead of 1.8 microseconds for 64 centres and 13.2 instead of 4.0 for 96, at every
+    step of Lloyd by scan (exploratory).
+    """
+    n_centers = centers.shape[0]
+    row = np.empty(n_centers)
+    for k in range(n_centers):
+        _squared_distances_of(centers, k, centers_t, row)
+        row[k] = np.inf
+        half_gap[k] = 0.5 * np.sqrt(_least(row))
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def nearest_labels_by_scan(X, centers, guesses, labels):  # pragma: no cover - compiled
     """:func:`nearest_labels` for points of three features, from a guess of each point's
@@ -729,14 +758,11 @@ def nearest_labels_by_scan(X, centers, guesses, labels):  # pragma: no cover - c
     n_points, n_centers = X.shape[0], centers.shape[0]
     # A quarter of the squared gap from each centre to its nearest other one, narrowed for
     # rounding (a point left to the scan is always safe).
-    quarter_gap = np.empty(n_centers)
-    for k in range(n_centers):
-        nearest_other = np.inf
-        for other in range(n_centers):
-            if other != k:
-                nearest_other = min(nearest_other, _squared_distance(centers, k, centers, other))
-        quarter_gap[k] = _narrowed(0.25 * nearest_other)
     centers_t = np.ascontiguousarray(centers.T)
+    quarter_gap = np.empty(n_centers)
+    _half_gaps(centers, centers_t, quarter_gap)
+    for k in range(n_centers):
+        quarter_gap[k] = _narrowed(quarter_gap[k] * quarter_gap[k])
     for block in prange((n_points + _BLOCK - 1) // _BLOCK):
         distances = np.empty(n_centers)
         for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
@@ -1571,14 +1597,8 @@ def _scan_assign(
     # centres here that is quicker than _separation's walk by norm, which also finds how far
     # each centre's neighbours moved (through it, quantize took 1.04x the time at K = 16,
     # exploratory).
-    n_centers = centers.shape[0]
-    for k in range(n_centers):
-        nearest_other = np.inf
-        for other in range(n_centers):
-            if other != k:
-                nearest_other = min(nearest_other, _squared_distance(centers, k, centers, other))
-        half_gap[k] = 0.5 * np.sqrt(nearest_other)
     centers_t = np.ascontiguousarray(centers.T)
+    _half_gaps(centers, centers_t, half_gap)
     if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
         return _scan_assign_parallel(
             X, centers_t, labels, upper, shift, half_gap, moves, block_moves
