@@ -11,7 +11,7 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    one. (With alpha, colours sharing their top ``coarse_bits`` bits per channel are merged
    instead: cells never mix alpha classes.)
 2. *Restarts.* Greedy k-means++ and Lloyd run ``n_init`` times on the coarse points, side by
-   side on numba's threads; the lowest J is kept. Up to K = 64 Lloyd checks each point's
+   side on numba's threads; the lowest J is kept. Up to K = 96 Lloyd checks each point's
    label against every centre (:func:`by_scan`), above it keeps Hamerly's bounds: on a few
    thousand points a scan of a few dozen centres costs less than the bounds' upkeep.
 3. *Swaps.* Lloyd stops in a local minimum: often one centre sits where it is hardly needed
@@ -19,7 +19,7 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    (the points' extra squared distance to their second-nearest centre) and splits the cluster
    with the largest J along its principal axis, then runs Lloyd again. The swap is kept only
    when J drops. This is the targeted form of Fränti's random-swap clustering [1]_. Up to
-   K = 64 a trial runs by scan from the current labels; above, from the current solution's
+   K = 96 a trial runs by scan from the current labels; above, from the current solution's
    bounds where the points and centres are many (:data:`_WARM_SWAP_PAIRS`), loosened by the
    two moved centres' moves, and at large K the next ranking, too, reads those bounds
    (:func:`_ranking_distances`). On the
@@ -27,7 +27,7 @@ sum of squares J, faster, with the compiled kernels of :mod:`kmquant._kernels`:
    kept; the runs after a kept one are dropped.
 4. *Refine.* Lloyd on all distinct colours from the coarse solution, to convergence, its
    first steps over-relaxed up to K = 96 (:attr:`SpeedPreset.refine_relaxation`). Up to
-   K = 64 it runs by scan, each colour's first guess its box's nearest centre
+   K = 96 it runs by scan, each colour's first guess its box's nearest centre
    (:func:`box_guesses`); above, with bounds, its first scan box by box: a colour's three
    nearest centres are searched only among the few that can be near its box
    (:func:`kmquant._kernels.nearest_three_by_boxes`). Its labels are where the search for
@@ -593,7 +593,7 @@ def best_restart(
     return starts[best], best_inertia, int(n_iters[best])
 
 
-# From this many point-centre pairs on, swap trials above K = 64 (by_scan) start from the
+# From this many point-centre pairs on, swap trials beyond by_scan's K start from the
 # current bounds rather than a full scan. Exploratory, all the swaps of the photos, before the
 # trials by scan: 7.85 -> 5.78 ms an image at K = 256 (3,072 boxes), 6.68 -> 5.77 at K = 64
 # (1,536), but 3.65 -> 3.85 at K = 16 (768 x 16 pairs).
