@@ -167,15 +167,11 @@ def test_lloyd_after_a_run_equals_lloyd_from_a_full_scan(sample_image, n_colors)
         previous = warm
 
 
-@pytest.mark.parametrize("n_entries", [1, 2, 64, 256])
-@pytest.mark.parametrize("guessing", ["right", "random", "zero"])
-def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries, guessing):
-    # Whatever the guesses, the labels are the full scan's, ties to the lowest index
-    # (repeated entries tie); the sample's colours take the parallel path, a slice the serial.
-    from kmquant.remap import nearest_palette_labels
-
+def guessing_case(sample_image, n_entries, guessing):
+    """The sample's distinct colours, a palette of ``n_entries`` of them (from three on, with
+    a repeated entry and near ties), every colour's nearest entry by the full scan (ties to
+    the lowest index) and guesses of it: ``right``, ``random`` or all ``zero``."""
     colors = color_histogram(sample_image).colors.astype(np.float64)
-    assert len(colors) > _kernels._PARALLEL_ASSIGN_POINTS
     rng = np.random.default_rng(n_entries)
     palette = colors[rng.choice(len(colors), n_entries, replace=False)].round()
     if n_entries > 2:
@@ -188,6 +184,18 @@ def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries
         "random": rng.integers(0, n_entries, len(colors)),
         "zero": np.zeros(len(colors), dtype=np.intp),
     }[guessing]
+    return colors, palette, expected, guesses
+
+
+@pytest.mark.parametrize("n_entries", [1, 2, 64, 256])
+@pytest.mark.parametrize("guessing", ["right", "random", "zero"])
+def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries, guessing):
+    # Whatever the guesses, the labels are the full scan's, ties to the lowest index
+    # (repeated entries tie); the sample's colours take the parallel path, a slice the serial.
+    from kmquant.remap import nearest_palette_labels
+
+    colors, palette, expected, guesses = guessing_case(sample_image, n_entries, guessing)
+    assert len(colors) > _kernels._PARALLEL_ASSIGN_POINTS
     for count in (len(colors), 700):
         labels = np.empty(count, dtype=np.intp)
         _kernels.nearest_labels_from(colors[:count], palette, guesses[:count], labels)
@@ -203,19 +211,8 @@ def test_nearest_labels_by_scan_equal_the_full_scan(sample_image, n_entries, gue
     from kmquant.remap import GUESSES_SCAN_UP_TO, nearest_palette_labels
 
     assert n_entries <= GUESSES_SCAN_UP_TO
-    colors = color_histogram(sample_image).colors.astype(np.float64)
-    rng = np.random.default_rng(n_entries)
-    palette = colors[rng.choice(len(colors), n_entries, replace=False)].round()
-    if n_entries > 2:
-        palette[1] = palette[0]
-        palette[5] = palette[2] + 0.5
-    expected = np.empty(len(colors), dtype=np.intp)
-    _kernels.nearest_labels(colors, palette, expected)
-    guesses = {
-        "right": expected.astype(np.uint8),
-        "random": rng.integers(0, n_entries, len(colors)).astype(np.uint8),
-        "zero": np.zeros(len(colors), dtype=np.uint8),
-    }[guessing]
+    colors, palette, expected, guesses = guessing_case(sample_image, n_entries, guessing)
+    guesses = guesses.astype(np.uint8)  # as quantize keeps them
     labels = np.empty(len(colors), dtype=np.intp)
     _kernels.nearest_labels_by_scan(colors, palette, guesses, labels)
     np.testing.assert_array_equal(labels, expected)

@@ -234,7 +234,8 @@ def _packed_key(pixels, i):  # pragma: no cover - compiled
 
 # Pixels per block of the bitmap histogram's parallel lookup.
 _LOOKUP_BLOCK = 4096
-# Slices of the bitmap's words whose colours are listed side by side.
+# Slices of the bitmap's words whose colours are listed side by side, and of the colours
+# whose per-part tallies are summed side by side.
 _EXTRACT_SLICES = 64
 
 
@@ -759,10 +760,11 @@ def nearest_labels_by_scan(X, centers, guesses, labels):  # pragma: no cover - c
     # A quarter of the squared gap from each centre to its nearest other one, narrowed for
     # rounding (a point left to the scan is always safe).
     centers_t = np.ascontiguousarray(centers.T)
+    half_gap = np.empty(n_centers)
+    _half_gaps(centers, centers_t, half_gap)
     quarter_gap = np.empty(n_centers)
-    _half_gaps(centers, centers_t, quarter_gap)
     for k in range(n_centers):
-        quarter_gap[k] = _narrowed(quarter_gap[k] * quarter_gap[k])
+        quarter_gap[k] = _narrowed(half_gap[k] * half_gap[k])
     for block in prange((n_points + _BLOCK - 1) // _BLOCK):
         distances = np.empty(n_centers)
         for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):

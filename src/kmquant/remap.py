@@ -92,12 +92,14 @@ def nearest_palette_labels(
     colors = np.ascontiguousarray(colors, dtype=np.float64)
     palette = np.ascontiguousarray(palette, dtype=np.float64)
     three = colors.shape[1] == GRID_FEATURES
-    if three and guesses is not None and len(palette) <= GUESSES_SCAN_UP_TO:
-        nearest_labels_by_scan(colors, palette, np.ascontiguousarray(guesses), labels)
+    if guesses is not None and guesses_help(len(palette), colors.shape[1]):
+        guesses = np.ascontiguousarray(guesses)
+        if three:
+            nearest_labels_by_scan(colors, palette, guesses, labels)
+        else:
+            nearest_labels_from(colors, palette, guesses, labels)
     elif three and len(palette) <= 256:
         nearest_labels_by_grid(colors, palette, labels)
-    elif guesses is not None and guesses_help(len(palette), colors.shape[1]):
-        nearest_labels_from(colors, palette, np.ascontiguousarray(guesses), labels)
     else:
         nearest_labels(colors, palette, labels)
     return labels
