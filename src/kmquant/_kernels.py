@@ -1815,6 +1815,28 @@ def _within_reach(seeds, block, norm):  # pragma: no cover - compiled
     return seeds.low[block] - reach < norm < seeds.high[block] + reach
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _block_potential_3(seeds, start, stop, candidate):  # pragma: no cover - compiled
+    """:func:`_trial_potentials_of_block`'s sum for points of three features, in one pass:
+    each distance summed in registers as the scratch row sums it, feature by feature. A
+    seeding of the photos' 768 boxes at K = 16 took 78 rather than 83 microseconds
+    (exploratory); through a tuple of rows, as :func:`_squared_distance_3` reads them, it
+    took 107."""
+    x_0 = seeds.X_t[0, start:stop]
+    x_1 = seeds.X_t[1, start:stop]
+    x_2 = seeds.X_t[2, start:stop]
+    v_0, v_1, v_2 = seeds.X_t[0, candidate], seeds.X_t[1, candidate], seeds.X_t[2, candidate]
+    weights = seeds.weights[start:stop]
+    closest = seeds.closest[start:stop]
+    total = 0.0
+    for i in range(stop - start):
+        e_0 = x_0[i] - v_0
+        e_1 = x_1[i] - v_1
+        e_2 = x_2[i] - v_2
+        total += weights[i] * min(closest[i], e_0 * e_0 + e_1 * e_1 + e_2 * e_2)
+    return total
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def _trial_potentials_of_block(seeds, candidates, block, out, scratch):  # pragma: no cover
     """``out[block, t]``: sum over the block's points of ``w * min(closest, d(x, cand_t)^2)``.
@@ -1822,7 +1844,8 @@ def _trial_potentials_of_block(seeds, candidates, block, out, scratch):  # pragm
     Points are in order of norm and transposed (d, n), so every loop runs over contiguous
     points and vectorises; ``fastmath`` lets the block's sum vectorise too. A block out of
     a candidate's reach (:func:`_within_reach`) keeps its sum of ``w * closest``. The block
-    partition is fixed, so the sums do not depend on the number of threads.
+    partition is fixed, so the sums do not depend on the number of threads. Three features
+    take one pass (:func:`_block_potential_3`).
     """
     start = block * _SEED_BLOCK
     stop = min(seeds.X_t.shape[1], start + _SEED_BLOCK)
@@ -1831,6 +1854,9 @@ def _trial_potentials_of_block(seeds, candidates, block, out, scratch):  # pragm
         candidate = candidates[t]
         if not _within_reach(seeds, block, seeds.norms[candidate]):
             out[block, t] = seeds.base[block]
+            continue
+        if seeds.X_t.shape[0] == 3:
+            out[block, t] = _block_potential_3(seeds, start, stop, candidate)
             continue
         for i in range(start, stop):
             distances[i - start] = 0.0
