@@ -85,6 +85,29 @@ def test_exactly_k_colours_gives_no_warning():
     np.testing.assert_array_equal(result.to_image(), image)
 
 
+def test_entries_no_pixel_takes_are_dropped_and_labels_renumbered(small_photo):
+    from kmquant import color_histogram
+    from kmquant.quantize import apply_palette
+
+    # Two centres that round to one colour: the second copy is nobody's nearest entry
+    # (ties go to the lower index), so it is dropped and white's index moves down.
+    palette = np.array([[0, 0, 0], [0, 0, 0], [255, 255, 255]], dtype=np.uint8)
+    histogram = color_histogram(small_photo)
+    pixels = small_photo.astype(float)
+    by_black = (pixels**2).sum(axis=2)
+    by_white = ((pixels - 255) ** 2).sum(axis=2)
+    whiter = by_white < by_black
+    assert 0 < whiter.sum() < whiter.size
+    shape = small_photo.shape[:2]
+    dropped = apply_palette(histogram, shape, palette)
+    np.testing.assert_array_equal(dropped.palette, palette[[0, 2]])
+    np.testing.assert_array_equal(dropped.labels, np.where(whiter, 1, 0))
+    kept = apply_palette(histogram, shape, palette, drop_unused=False)
+    np.testing.assert_array_equal(kept.palette, palette)
+    np.testing.assert_array_equal(kept.labels, np.where(whiter, 2, 0))
+    assert dropped.inertia == kept.inertia == pytest.approx(np.minimum(by_black, by_white).sum())
+
+
 def test_greyscale_2d_input_gives_2d_output(small_photo):
     grey = small_photo.mean(axis=2).astype(np.uint8)
     result = quantize(grey, 4, rng=0)

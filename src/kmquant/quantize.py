@@ -14,6 +14,7 @@ import numpy as np
 
 from ._exceptions import KmquantWarning
 from ._kernels import (
+    label_counts,
     labels_through_cells,
     pixel_labels,
     weighted_squared_error,
@@ -667,14 +668,15 @@ def remap_image(
 
 
 def _keep_used_entries(
-    palette: np.ndarray, pixels_per_entry: np.ndarray, labels: np.ndarray
+    palette: np.ndarray, uses_per_entry: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Drop the entries no pixel uses (rounding can merge two centres, or leave one unused).
 
-    Returns the used entries, in their order, and ``labels`` (uint8) renumbered to match;
-    both unchanged when every entry is used.
+    ``uses_per_entry`` counts what takes each entry (pixels, cells or distinct colours):
+    only whether it is 0 matters. Returns the used entries, in their order, and ``labels``
+    (uint8) renumbered to match; both unchanged when every entry is used.
     """
-    used = np.flatnonzero(pixels_per_entry)
+    used = np.flatnonzero(uses_per_entry)
     if len(used) == len(palette):
         return palette, labels
     relabel = np.zeros(len(palette), dtype=np.uint8)
@@ -745,10 +747,11 @@ def apply_palette(
         if dithered:
             palette, labels = _keep_used_entries(palette, dithered_pixels.counts, labels)
         else:
-            pixels_per_entry = np.bincount(
-                color_labels, weights=histogram.counts, minlength=len(palette)
-            )
-            palette, color_labels = _keep_used_entries(palette, pixels_per_entry, color_labels)
+            # Every distinct colour has pixels, so an entry no colour takes is one no pixel
+            # takes: counting colours is enough (numpy's bincount weighted by the pixel
+            # counts took 0.10 ms a photo, this count 0.03; exploratory).
+            colors_per_entry = label_counts(color_labels, len(palette))
+            palette, color_labels = _keep_used_entries(palette, colors_per_entry, color_labels)
     if not dithered:
         labels = pixel_labels(color_labels, histogram.inverse).reshape(shape)
         inertia = float(
