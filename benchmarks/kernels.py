@@ -8,9 +8,11 @@
   :func:`kmquant.histogram.hashed_histogram` (hash table + sort of the distinct colours) on
   the same pixels; both must give the same histogram.
 - ``boxes``: the default preset's variance-split boxes (192 sqrt(K) of them) on each
-  image's colours, packed (:func:`kmquant._kernels.split_colors_into_boxes`, what
-  ``quantize`` uses for RGB) against the general route on float rows
-  (:func:`kmquant._kernels.split_into_boxes`); both must give the same boxes.
+  image's colours, packed and the two halves of the first cut cut side by side
+  (:func:`kmquant._kernels.split_colors_into_boxes_in_halves`, what ``quantize`` uses for
+  RGB), packed in one tree (:func:`kmquant._kernels.split_colors_into_boxes`) and on float
+  rows (:func:`kmquant._kernels.split_into_boxes`, the general route); all must give the
+  same boxes.
 - ``dither``: the three-feature Floyd-Steinberg kernel (grid of candidate lists) against the
   general one (every entry scanned) on each image's own palette at each K; both must give the
   same labels.
@@ -91,7 +93,7 @@ def boxes_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
     for k in ks:
         n_boxes = engine.PRESETS["default"].boxes_for(k)
         assert n_boxes is not None
-        packed_seconds = general_seconds = 0.0
+        halves_seconds = packed_seconds = general_seconds = 0.0
         for image in images:
             histogram = color_histogram(image)
             colors, counts = histogram.colors, histogram.counts
@@ -100,8 +102,16 @@ def boxes_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
             general = engine.split_into_boxes(floats, weights, n_boxes)
             if packed is None or general is None:
                 continue  # no more colours than boxes: nothing to cut
-            for name in ("points", "weights", "starts", "stops"):
+            one_tree = _kernels.split_colors_into_boxes(colors, counts, n_boxes)
+            for index, name in ((0, "points"), (1, "weights"), (3, "starts"), (4, "stops")):
                 assert np.array_equal(getattr(packed, name), getattr(general, name))
+                assert np.array_equal(one_tree[index], getattr(general, name))
+            halves_seconds += median_seconds(
+                lambda c=colors, w=counts, b=n_boxes: _kernels.split_colors_into_boxes_in_halves(
+                    c, w, b
+                ),
+                repeat,
+            )
             packed_seconds += median_seconds(
                 lambda c=colors, w=counts, b=n_boxes: _kernels.split_colors_into_boxes(c, w, b),
                 repeat,
@@ -111,9 +121,11 @@ def boxes_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None:
             )
         n = len(images)
         print(
-            f"boxes K={k} ({n_boxes}): packed {1000 * packed_seconds / n:.2f} ms, float rows "
-            f"{1000 * general_seconds / n:.2f} ms an image "
-            f"({general_seconds / max(packed_seconds, 1e-12):.2f}x), same boxes"
+            f"boxes K={k} ({n_boxes}): packed in halves side by side "
+            f"{1000 * halves_seconds / n:.2f} ms, packed in one tree "
+            f"{1000 * packed_seconds / n:.2f} ms, float rows {1000 * general_seconds / n:.2f} ms "
+            f"an image ({general_seconds / max(halves_seconds, 1e-12):.2f}x and "
+            f"{packed_seconds / max(halves_seconds, 1e-12):.2f}x the halves' time), same boxes"
         )
 
 

@@ -580,6 +580,54 @@ def test_packed_colours_give_the_same_boxes(sample_image, n_boxes):
     assert not np.array_equal(packed.members, general.members)  # the branch-free cuts ran
 
 
+def _assert_same_boxes(found, expected):
+    """Boxes equal in everything but the order of the points within each box."""
+    for index in (0, 1, 3, 4):  # means, weights, starts, stops
+        np.testing.assert_array_equal(found[index], expected[index])
+    assert found[5] == expected[5]
+    for start, stop in zip(expected[3], expected[4], strict=True):
+        np.testing.assert_array_equal(
+            np.sort(found[2][start:stop]), np.sort(expected[2][start:stop])
+        )
+
+
+@pytest.mark.parametrize("n_boxes", [2, 3, 768, 3072])
+def test_halves_cut_side_by_side_give_one_trees_boxes(sample_image, n_boxes):
+    histogram = color_histogram(sample_image)
+    colors, counts = histogram.colors, histogram.counts
+    _assert_same_boxes(
+        _kernels.split_colors_into_boxes_in_halves(colors, counts, n_boxes),
+        _kernels.split_colors_into_boxes(colors, counts, n_boxes),
+    )
+
+
+def test_a_half_that_needs_nearly_every_box_goes_on_cutting(sample_image):
+    # One white colour weighing ten times the photo pulls the first cut's mean near white:
+    # the high half is that colour and a few more, and the low half needs nearly every box,
+    # far past the share it cuts side by side.
+    histogram = color_histogram(sample_image)
+    keep = np.any(histogram.colors != 255, axis=1)
+    colors = np.vstack([histogram.colors[keep], [[255, 255, 255]]]).astype(np.uint8)
+    counts = np.append(histogram.counts[keep], 10 * histogram.counts.sum())
+    found = _kernels.split_colors_into_boxes_in_halves(colors, counts, 768)
+    _assert_same_boxes(found, _kernels.split_colors_into_boxes(colors, counts, 768))
+    high_half = found[3][1]  # box 1 is the high half's first, starting where it starts
+    assert np.sum(found[3] < high_half) > 0.9 * 768
+
+
+def test_boxes_of_equal_spread_are_cut_in_the_order_of_their_points():
+    # Consecutive grey levels, one pixel each: boxes of as many levels have exactly the same
+    # J_b, so the order of cutting rests on the tie rule (the box whose points come first),
+    # which the halves side by side must follow as one tree does.
+    colors = np.zeros((1000, 3), dtype=np.uint8)
+    colors[:, 0], colors[:, 1] = np.arange(1000) % 256, np.arange(1000) // 256
+    counts = np.ones(1000, dtype=np.int64)
+    one_tree = _kernels.split_colors_into_boxes(colors, counts, 300)
+    _, spreads = np.unique(one_tree[1], return_counts=True)
+    assert spreads.max() > 10  # many boxes of the same size, so of the same J_b
+    _assert_same_boxes(_kernels.split_colors_into_boxes_in_halves(colors, counts, 300), one_tree)
+
+
 def test_colours_the_packed_route_cannot_hold_take_the_general_one(sample_image):
     histogram = color_histogram(sample_image[:64, :64])
     colors, counts = histogram.colors, histogram.counts
