@@ -2494,14 +2494,25 @@ def png_rows(labels, bit_depth):  # pragma: no cover - compiled
     per_byte = 8 // bit_depth
     row_bytes = (width + per_byte - 1) // per_byte
     rows = np.zeros((height, 1 + row_bytes), dtype=np.uint8)
+    full_bytes = width // per_byte
     for row in range(height):
         if bit_depth == 8:
             for column in range(width):
                 rows[row, 1 + column] = labels[row, column]
             continue
-        for column in range(width):
-            shift = 8 - bit_depth * (column % per_byte + 1)
-            rows[row, 1 + column // per_byte] |= np.uint8(labels[row, column] << shift)
+        # Byte by byte, each from its per_byte indices: no division by pixel, and every
+        # byte written once (a pixel at a time, or-ing into its byte, took 4x the time).
+        for byte in range(full_bytes):
+            value = 0
+            first = byte * per_byte
+            for offset in range(per_byte):
+                value = (value << bit_depth) | labels[row, first + offset]
+            rows[row, 1 + byte] = value
+        if full_bytes < row_bytes:  # the last byte, padded with zeros
+            value = 0
+            for column in range(full_bytes * per_byte, width):
+                value = (value << bit_depth) | labels[row, column]
+            rows[row, 1 + full_bytes] = value << (bit_depth * (per_byte * row_bytes - width))
     return rows
 
 
