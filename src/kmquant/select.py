@@ -260,10 +260,10 @@ def elbow_curve(
     # queued, this thread encodes the next itself (on the sample: 0.15 s against 0.17 s
     # with the encoding thread alone, `python benchmarks/elbow.py`).
     n_waiting = max(1, min(_ELBOW_WAITING, _ELBOW_WAITING_BYTES // max(1, shape[0] * shape[1])))
-    pending: deque[tuple[int, float, Future[bytes]]] = deque()
+    pending: deque[tuple[int, float, Future[bytes], QuantizedImage]] = deque()
 
     def collect_oldest() -> None:
-        k, inertia, encoded = pending.popleft()
+        k, inertia, encoded, _ = pending.popleft()
         error = inertia / n_pixel_values
         points.append(
             ElbowPoint(
@@ -308,15 +308,22 @@ def elbow_curve(
                 color_points=problem.all_points,
                 color_guesses=guesses,
             )
-            queued = sum(not encoded.done() for _, _, encoded in pending)
+            queued = sum(not encoded.done() for _, _, encoded, _ in pending)
             if queued >= _ELBOW_ENCODE_HERE_FROM:
                 encoded_here: Future[bytes] = Future()
                 encoded_here.set_result(encode_png(result, optimize=0))
-                pending.append((k, result.inertia, encoded_here))
+                pending.append((k, result.inertia, encoded_here, result))
             else:
-                pending.append((k, result.inertia, encoder.submit(encode_png, result, optimize=0)))
+                submitted = encoder.submit(encode_png, result, optimize=0)
+                pending.append((k, result.inertia, submitted, result))
             while len(pending) > n_waiting:
                 collect_oldest()
+        # Every K is fitted: this thread encodes what the encoding thread has not started.
+        for index, (k, inertia, encoded, waiting) in enumerate(pending):
+            if encoded.cancel():
+                encoded_here = Future()
+                encoded_here.set_result(encode_png(waiting, optimize=0))
+                pending[index] = (k, inertia, encoded_here, waiting)
         while pending:
             collect_oldest()
     knee_index = find_knee([p.n_colors for p in points], [p.inertia for p in points])
