@@ -5,7 +5,7 @@ Every kernel says what it reads and what it writes. They assume valid input (the
 disk (``cache=True``), so only the very first run on a machine pays for compilation.
 
 Compilation: a kernel that calls another links in the callee's code and optimises it again
-with its own, so a first run's compilation (about 40 s on 2 cores for a default
+with its own, so a first run's compilation (about 45 s on 2 cores for a default
 ``compress``) grows with every layer of calls; a parallel kernel pays twice, for its loop
 body and for itself. ``restarts`` therefore calls :func:`lloyd_from` with no wrapper between,
 and the serial steps that only one kernel calls, :func:`_bounded_assign`,
