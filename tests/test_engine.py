@@ -628,6 +628,26 @@ def test_boxes_of_equal_spread_are_cut_in_the_order_of_their_points():
     _assert_same_boxes(_kernels.split_colors_into_boxes_in_halves(colors, counts, 300), one_tree)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_points=st.integers(2, 400),
+    n_boxes=st.integers(2, 120),
+    levels=st.sampled_from([4, 16, 256]),
+)
+def test_halves_give_one_trees_boxes_on_any_colours(seed, n_points, n_boxes, levels):
+    # Few levels a channel make many boxes of equal J_b; counts from 1 to 1,000.
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(levels**3, size=min(n_points, levels**3), replace=False)
+    colors = np.stack([keys // levels**2, keys // levels % levels, keys % levels], axis=1)
+    colors = (colors * (255 // (levels - 1))).astype(np.uint8)
+    counts = rng.integers(1, 1001, len(colors))
+    _assert_same_boxes(
+        _kernels.split_colors_into_boxes_in_halves(colors, counts, n_boxes),
+        _kernels.split_colors_into_boxes(colors, counts, n_boxes),
+    )
+
+
 def test_colours_the_packed_route_cannot_hold_take_the_general_one(sample_image):
     histogram = color_histogram(sample_image[:64, :64])
     colors, counts = histogram.colors, histogram.counts
