@@ -3031,10 +3031,12 @@ def _grow(rows, members, tree, n_boxes):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _boxes_of(tree, n_found, numbers, means, weights, starts, stops):  # pragma: no cover
-    """Write the boxes ``0`` to ``n_found`` of ``tree`` as boxes ``numbers`` of the result."""
-    for box in range(n_found):
+def _boxes_of(tree, numbers, means, weights, starts, stops):  # pragma: no cover - compiled
+    """Write each box of ``tree`` as box ``numbers[box]`` of the result (none if negative)."""
+    for box in range(tree.state[1]):
         number = numbers[box]
+        if number < 0:
+            continue
         weights[number] = tree.weight[box]
         starts[number], stops[number] = tree.starts[box], tree.stops[box]
         for feature in range(means.shape[1]):
@@ -3061,7 +3063,7 @@ def _tree_result(tree, members, total_scatter):  # pragma: no cover - compiled
     weights = np.empty(n_found)
     starts = np.empty(n_found, dtype=np.int64)
     stops = np.empty(n_found, dtype=np.int64)
-    _boxes_of(tree, n_found, np.arange(n_found), means, weights, starts, stops)
+    _boxes_of(tree, np.arange(n_found), means, weights, starts, stops)
     return means, weights, members, starts, stops, total_scatter
 
 
@@ -3134,19 +3136,16 @@ def split_colors_into_boxes_in_halves(colors, counts, n_boxes):  # pragma: no co
         if low_left and (
             not high_left or low_tree.log_scatter[low_taken] >= high_tree.log_scatter[high_taken]
         ):
-            made = low_tree.log_child[low_taken]
-            if made >= 0:
-                numbers[0, made] = n_found
-                n_found += 1
+            side, made = 0, low_tree.log_child[low_taken]
             low_taken += 1
         elif high_left:
-            made = high_tree.log_child[high_taken]
-            if made >= 0:
-                numbers[1, made] = n_found
-                n_found += 1
+            side, made = 1, high_tree.log_child[high_taken]
             high_taken += 1
         else:
             break
+        if made >= 0:  # a cut, not a box left whole
+            numbers[side, made] = n_found
+            n_found += 1
     means = np.empty((n_found, 3))
     weights = np.empty(n_found)
     starts = np.empty(n_found, dtype=np.int64)
@@ -3156,10 +3155,7 @@ def split_colors_into_boxes_in_halves(colors, counts, n_boxes):  # pragma: no co
         (high_tree, high_taken, numbers[1]),
     ):
         _undo_past(tree, taken)
-        kept = 0
-        for box in range(tree.state[1]):
-            kept += side_numbers[box] >= 0
-        _boxes_of(tree, kept, side_numbers, means, weights, starts, stops)
+        _boxes_of(tree, side_numbers, means, weights, starts, stops)
     return means, weights, members, starts, stops, total_scatter
 
 
