@@ -187,6 +187,13 @@ def _widen(X: np.ndarray, weights: np.ndarray, run: LloydRun) -> np.ndarray:
     return widened
 
 
+def _encoded_here(result: QuantizedImage) -> Future[bytes]:
+    """The elbow sweep's PNG of ``result`` encoded on this thread, as a done future."""
+    encoded: Future[bytes] = Future()
+    encoded.set_result(encode_png(result, optimize=0))
+    return encoded
+
+
 def elbow_curve(
     image: np.ndarray,
     k_values: Sequence[int],
@@ -260,10 +267,11 @@ def elbow_curve(
     # queued, this thread encodes the next itself (on the sample: 0.15 s against 0.17 s
     # with the encoding thread alone, `python benchmarks/elbow.py`).
     n_waiting = max(1, min(_ELBOW_WAITING, _ELBOW_WAITING_BYTES // max(1, shape[0] * shape[1])))
-    pending: deque[tuple[int, float, Future[bytes], QuantizedImage]] = deque()
+    pending: deque[tuple[int, QuantizedImage, Future[bytes]]] = deque()
 
     def collect_oldest() -> None:
-        k, inertia, encoded, _ = pending.popleft()
+        k, quantized, encoded = pending.popleft()
+        inertia = quantized.inertia
         error = inertia / n_pixel_values
         points.append(
             ElbowPoint(
@@ -308,22 +316,17 @@ def elbow_curve(
                 color_points=problem.all_points,
                 color_guesses=guesses,
             )
-            queued = sum(not encoded.done() for _, _, encoded, _ in pending)
+            queued = sum(not encoded.done() for _, _, encoded in pending)
             if queued >= _ELBOW_ENCODE_HERE_FROM:
-                encoded_here: Future[bytes] = Future()
-                encoded_here.set_result(encode_png(result, optimize=0))
-                pending.append((k, result.inertia, encoded_here, result))
+                pending.append((k, result, _encoded_here(result)))
             else:
-                submitted = encoder.submit(encode_png, result, optimize=0)
-                pending.append((k, result.inertia, submitted, result))
+                pending.append((k, result, encoder.submit(encode_png, result, optimize=0)))
             while len(pending) > n_waiting:
                 collect_oldest()
         # Every K is fitted: this thread encodes what the encoding thread has not started.
-        for index, (k, inertia, encoded, waiting) in enumerate(pending):
+        for index, (k, waiting, encoded) in enumerate(pending):
             if encoded.cancel():
-                encoded_here = Future()
-                encoded_here.set_result(encode_png(waiting, optimize=0))
-                pending[index] = (k, inertia, encoded_here, waiting)
+                pending[index] = (k, waiting, _encoded_here(waiting))
         while pending:
             collect_oldest()
     knee_index = find_knee([p.n_colors for p in points], [p.inertia for p in points])
