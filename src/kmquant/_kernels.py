@@ -2882,10 +2882,13 @@ def _low_side_sums(rows, start, stop, shift, cut):  # pragma: no cover - compile
     side, in a pass of their own: with no swap in it the loop vectorises, and the
     partition that follows is lighter. Integer sums: the same in any order. The photos'
     boxes (benchmarks/kernels.py --only boxes, exploratory) took 0.85x the time of the
-    sums summed while partitioning."""
+    sums summed while partitioning. The loop reads a slice from its index 0: indexed from
+    ``start``, numba wraps negative indices, and that check on every colour made the
+    photos' 768 boxes take 0.79 instead of 0.59 ms (exploratory)."""
     sums = _NO_SUMS
-    for i in range(start, stop):
-        sums = _plus(sums, _packed_terms(rows[i], shift, cut)[1])
+    part = rows[start:stop]
+    for i in range(part.shape[0]):
+        sums = _plus(sums, _packed_terms(part[i], shift, cut)[1])
     return sums
 
 
@@ -2895,17 +2898,19 @@ def _cut_packed(rows, members, start, stop, axis, cut, low_sums, low_squares):  
     (:func:`_low_side_sums`), then a partition without a branch on the side: every colour
     is swapped with the first one not known to be low, which only counts as moved when the
     colour is low (Lomuto's partition). The members come in another order within each side
-    than on float rows."""
+    than on float rows. On slices, as :func:`_low_side_sums`: the photos' 768 boxes 0.59 ->
+    0.43 ms, the same boxes (exploratory)."""
     shift = 8 * axis
     sums = _low_side_sums(rows, start, stop, shift, cut)
-    low = start
-    for i in range(start, stop):
-        word, member = rows[i], members[i]
+    part_rows, part_members = rows[start:stop], members[start:stop]
+    low = 0
+    for i in range(part_rows.shape[0]):
+        word, member = part_rows[i], part_members[i]
         is_low = ((word >> shift) & 255) <= cut
-        rows[i], members[i] = rows[low], members[low]
-        rows[low], members[low] = word, member
+        part_rows[i], part_members[i] = part_rows[low], part_members[low]
+        part_rows[low], part_members[low] = word, member
         low += 1 if is_low else 0
-    return _packed_result(low, sums, low_sums, low_squares)
+    return _packed_result(start + low, sums, low_sums, low_squares)
 
 
 @njit(cache=True, nogil=True)
