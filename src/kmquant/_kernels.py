@@ -12,6 +12,13 @@ and the serial steps that only one kernel calls, :func:`_bounded_assign`,
 :func:`_scan_assign` and :func:`_sorted_by_norm`, are inlined into it (``inline="always"``:
 3 s less).
 
+Indexing: numba wraps a negative index as Python does, and it cannot rule one out for an
+index that runs from a start known only at run time, so every such load and store in a hot
+loop pays a check (and a vectorised loop turns its loads into gathers). Hot loops over part of
+an array therefore take a slice of that part and run from 0 (a slice is one reference count,
+so it is taken once per block, never per point): the photos' boxes took 0.54x, the histogram
+0.84x and a k-means++ seeding 0.59x the time, with the same results (exploratory).
+
 Determinism: the parallel loops (``prange``) only do independent work (per point, per
 restart, per half of the boxes); every floating-point sum across points runs serially in a
 fixed order, so the results are bit-identical whatever the number of threads.
@@ -264,8 +271,9 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
     for part in prange(n_parts):
         bitmap = bitmaps[part]
         bitmap[:] = 0  # each part zeroes its own bitmap, on its own thread
-        for i in range(part * size, min(n_pixels, (part + 1) * size)):
-            key = _packed_key(pixels, i)
+        part_pixels = pixels[part * size : (part + 1) * size]
+        for i in range(part_pixels.shape[0]):
+            key = _packed_key(part_pixels, i)
             bitmap[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
     bitmap = bitmaps[0]
     for part in range(1, n_parts):
@@ -285,22 +293,27 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
         start = first * words_per_slice
         if start >= n_words:
             continue
-        position = ranks_before[start]
-        for word in range(start, min(n_words, start + words_per_slice)):
-            bits = bitmap[word]
+        slice_words = bitmap[start : start + words_per_slice]
+        slice_colors = colors[ranks_before[start] :]
+        position = 0
+        for offset in range(slice_words.shape[0]):
+            bits = slice_words[offset]
             while bits:
                 lowest = bits & (~bits + np.uint64(1))
-                key = (word << 6) | _popcount(lowest - np.uint64(1))
+                key = ((start + offset) << 6) | _popcount(lowest - np.uint64(1))
                 for channel in range(n_channels):
-                    colors[position, channel] = (key >> (8 * (n_channels - 1 - channel))) & 255
+                    shift = 8 * (n_channels - 1 - channel)
+                    slice_colors[position, channel] = (key >> shift) & 255
                 position += 1
                 bits ^= lowest
     inverse = np.empty(n_pixels, dtype=np.int32)
     for block in prange((n_pixels + _LOOKUP_BLOCK - 1) // _LOOKUP_BLOCK):
-        for i in range(block * _LOOKUP_BLOCK, min(n_pixels, (block + 1) * _LOOKUP_BLOCK)):
-            key = _packed_key(pixels, i)
+        block_pixels = pixels[block * _LOOKUP_BLOCK : (block + 1) * _LOOKUP_BLOCK]
+        block_inverse = inverse[block * _LOOKUP_BLOCK : (block + 1) * _LOOKUP_BLOCK]
+        for i in range(block_pixels.shape[0]):
+            key = _packed_key(block_pixels, i)
             below = bitmap[key >> 6] & ((np.uint64(1) << np.uint64(key & 63)) - np.uint64(1))
-            inverse[i] = ranks_before[key >> 6] + _popcount(below)
+            block_inverse[i] = ranks_before[key >> 6] + _popcount(below)
     if n_parts == 1:
         counts = np.zeros(n_unique, dtype=np.int64)
         for i in range(n_pixels):
@@ -312,16 +325,19 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
     for part in prange(n_parts):
         tally = tallies[part]
         tally[:] = 0
-        for i in range(part * size, min(n_pixels, (part + 1) * size)):
-            tally[inverse[i]] += 1
+        part_inverse = inverse[part * size : (part + 1) * size]
+        for i in range(part_inverse.shape[0]):
+            tally[part_inverse[i]] += 1
     counts = np.empty(n_unique, dtype=np.int64)
     colors_per_slice = (n_unique + _EXTRACT_SLICES - 1) // _EXTRACT_SLICES
     for first in prange(_EXTRACT_SLICES):
-        for color in range(first * colors_per_slice, min(n_unique, (first + 1) * colors_per_slice)):
-            total = np.int64(tallies[0, color])
+        start = first * colors_per_slice
+        slice_counts = counts[start : start + colors_per_slice]
+        for offset in range(slice_counts.shape[0]):
+            total = np.int64(tallies[0, start + offset])
             for part in range(1, n_parts):
-                total += tallies[part, color]
-            counts[color] = total
+                total += tallies[part, start + offset]
+            slice_counts[offset] = total
     return colors, counts, inverse
 
 
