@@ -897,7 +897,7 @@ def _cluster_sums(X, weights, labels, sums, totals, members):  # pragma: no cove
     totals[:] = 0.0
     members[:] = 0
     for i in range(X.shape[0]):
-        k = labels[i]
+        k = np.uint32(labels[i])  # unsigned: no check for wrapping (see the module)
         totals[k] += weights[i]
         members[k] += 1
         for feature in range(X.shape[1]):
@@ -1420,7 +1420,7 @@ def _assign_blocks_parallel(
 def _listed(doubtful, first):  # pragma: no cover - compiled
     """The points ``first + j`` whose ``doubtful[j]`` is set, in order, listed without a
     branch."""
-    pending = np.empty(doubtful.shape[0], dtype=np.intp)
+    pending = np.empty(doubtful.shape[0], dtype=np.uint32)
     n_pending = 0
     for j in range(doubtful.shape[0]):
         pending[n_pending] = first + j
@@ -1444,10 +1444,16 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
     uppers, lowers, rests = bounds[0], bounds[1], bounds[2]
     top_0, top_1, top_2 = top_shifts[0], top_shifts[1], top_shifts[2]
     index_0, index_1 = top_indices[0], top_indices[1]
-    for i in range(first, last):
-        current, second_index = labels[i], seconds[i]
-        upper = uppers[i] + shift[current]
-        lower = lowers[i] - shift[second_index]
+    block_labels, block_seconds = labels[first:last], seconds[first:last]
+    block_uppers, block_lowers, block_rests = (
+        uppers[first:last],
+        lowers[first:last],
+        rests[first:last],
+    )
+    for j in range(block_labels.shape[0]):
+        current, second_index = block_labels[j], block_seconds[j]
+        upper = block_uppers[j] + shift[current]
+        lower = block_lowers[j] - shift[second_index]
         # The largest shift among the centres other than the point's two.
         if (index_0 != current) & (index_0 != second_index):
             others = top_0
@@ -1457,9 +1463,10 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
             others = top_2
         # The rest within the centre's reach moved at most local_shift; those beyond it
         # are at least reach - upper away.
-        rest = max(rests[i] - others, min(rests[i] - local_shift[current], reach[current] - upper))
-        uppers[i], lowers[i], rests[i] = upper, lower, rest
-        doubtful[i - first] = upper > max(half_gap[current], min(lower, rest))
+        rest = block_rests[j]
+        rest = max(rest - others, min(rest - local_shift[current], reach[current] - upper))
+        block_uppers[j], block_lowers[j], block_rests[j] = upper, lower, rest
+        doubtful[j] = upper > max(half_gap[current], min(lower, rest))
     n_moved = 0
     for i in _listed(doubtful, first):
         current, second_index = labels[i], seconds[i]
@@ -1556,22 +1563,24 @@ def _scan_assign_block(
     """:func:`_scan_assign` on the points of one block; returns how many moved."""
     distances = np.empty(centers_t.shape[1])
     first, last = block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)
+    block_X, block_labels, block_upper = X[first:last], labels[first:last], upper[first:last]
+    moved_points, moved_from = moves[0, first:last], moves[1, first:last]
     # First every point's bound is loosened and tested without a branch; the rest are
     # listed, then scanned in order.
     doubtful = np.empty(last - first, dtype=np.uint8)
-    for i in range(first, last):
-        current = labels[i]
-        bound = upper[i] + shift[current]
-        upper[i] = bound
-        doubtful[i - first] = _widened(bound) >= half_gap[current]
+    for j in range(block_labels.shape[0]):
+        current = block_labels[j]
+        bound = block_upper[j] + shift[current]
+        block_upper[j] = bound
+        doubtful[j] = _widened(bound) >= half_gap[current]
     n_moved = 0
-    for i in _listed(doubtful, first):
-        current = labels[i]
-        found, squared = _nearest_by_scan(X, i, centers_t, current, distances)
-        upper[i] = np.sqrt(squared)
+    for j in _listed(doubtful, 0):
+        current = block_labels[j]
+        found, squared = _nearest_by_scan(block_X, j, centers_t, current, distances)
+        block_upper[j] = np.sqrt(squared)
         if found != current:
-            moves[0, first + n_moved], moves[1, first + n_moved] = i, current
-            labels[i] = found
+            moved_points[n_moved], moved_from[n_moved] = first + j, current
+            block_labels[j] = found
             n_moved += 1
     block_moves[block] = n_moved
     return n_moved
@@ -1736,9 +1745,13 @@ def lloyd_from(
             _cluster_sums(X, weights, labels, sums, totals, members)
         elif n_moved > 0:
             for block in range(block_moves.shape[0]):  # the moves in order of the points
-                for column in range(block * _BLOCK, block * _BLOCK + block_moves[block]):
-                    i, source = moves[0, column], moves[1, column]
-                    target = nearest[0, i]
+                first = block * _BLOCK
+                moved_points = moves[0, first : first + block_moves[block]]
+                moved_from = moves[1, first : first + block_moves[block]]
+                for column in range(moved_points.shape[0]):
+                    # Unsigned: numba then checks no index for wrapping (see the module).
+                    i, source = np.uint32(moved_points[column]), np.uint32(moved_from[column])
+                    target = np.uint32(labels[i])
                     totals[source] -= weights[i]
                     totals[target] += weights[i]
                     members[source] -= 1
