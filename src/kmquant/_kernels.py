@@ -783,12 +783,18 @@ def nearest_labels_by_scan(X, centers, guesses, labels):  # pragma: no cover - c
         quarter_gap[k] = _narrowed(half_gap[k] * half_gap[k])
     for block in prange((n_points + _BLOCK - 1) // _BLOCK):
         distances = np.empty(n_centers)
-        for i in range(block * _BLOCK, min(n_points, (block + 1) * _BLOCK)):
-            guess = guesses[i]
-            if _squared_distance(X, i, centers, guess) < quarter_gap[guess]:
-                labels[i] = guess
+        first, last = block * _BLOCK, (block + 1) * _BLOCK
+        block_X, block_guesses, block_labels = (
+            X[first:last],
+            guesses[first:last],
+            labels[first:last],
+        )
+        for i in range(block_X.shape[0]):
+            guess = np.uint64(block_guesses[i])
+            if _squared_distance(block_X, i, centers, guess) < quarter_gap[guess]:
+                block_labels[i] = guess
             else:
-                labels[i] = _nearest_by_scan(X, i, centers_t, guess, distances)[0]
+                block_labels[i] = _nearest_by_scan(block_X, i, centers_t, guess, distances)[0]
 
 
 @njit(cache=True, nogil=True)
@@ -2648,7 +2654,7 @@ def box_labels_to_points(box_labels, members, starts, stops):  # pragma: no cove
     for box in range(starts.shape[0]):
         label = box_labels[box]
         for i in members[starts[box] : stops[box]]:
-            labels[i] = label
+            labels[np.uint64(i)] = label  # unsigned: no check for wrapping (see the module)
     return labels
 
 
@@ -2662,7 +2668,7 @@ def pixel_labels(color_labels, inverse):  # pragma: no cover - compiled
     """
     labels = np.empty(inverse.shape[0], dtype=color_labels.dtype)
     for i in prange(inverse.shape[0]):
-        labels[i] = color_labels[inverse[i]]
+        labels[i] = color_labels[np.uint32(inverse[i])]  # unsigned: see the module
     return labels
 
 
@@ -2674,7 +2680,7 @@ def weighted_squared_error(X, weights, centers, labels):  # pragma: no cover - c
     centres) or k-means's J."""
     total = 0.0
     for i in range(labels.shape[0]):
-        total += weights[i] * _squared_distance(X, i, centers, labels[i])
+        total += weights[i] * _squared_distance(X, i, centers, np.uint64(labels[i]))
     return total
 
 
