@@ -327,7 +327,7 @@ def histogram_by_bitmap(pixels, n_parts):  # pragma: no cover - compiled
         tally[:] = 0
         part_inverse = inverse[part * size : (part + 1) * size]
         for i in range(part_inverse.shape[0]):
-            tally[part_inverse[i]] += 1
+            tally[np.uint32(part_inverse[i])] += 1  # unsigned: see the module
     counts = np.empty(n_unique, dtype=np.int64)
     colors_per_slice = (n_unique + _EXTRACT_SLICES - 1) // _EXTRACT_SLICES
     for first in prange(_EXTRACT_SLICES):
