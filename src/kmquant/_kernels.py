@@ -369,20 +369,26 @@ def _band_distances(X, i, centers_t, start, stop, out):  # pragma: no cover - co
     """
     if X.shape[1] == 3:
         x0, x1, x2 = X[i, 0], X[i, 1], X[i, 2]
-        for position in range(start, stop):
-            e0 = x0 - centers_t[0, position]
-            e1 = x1 - centers_t[1, position]
-            e2 = x2 - centers_t[2, position]
-            out[position - start] = e0 * e0 + e1 * e1 + e2 * e2
+        # Slices from 0: indexed from ``start``, the loads were gathers (see the module).
+        row_0, row_1, row_2 = (
+            centers_t[0, start:stop],
+            centers_t[1, start:stop],
+            centers_t[2, start:stop],
+        )
+        for j in range(stop - start):
+            e0 = x0 - row_0[j]
+            e1 = x1 - row_1[j]
+            e2 = x2 - row_2[j]
+            out[j] = e0 * e0 + e1 * e1 + e2 * e2
         return
-    for position in range(start, stop):
-        out[position - start] = 0.0
+    for j in range(stop - start):
+        out[j] = 0.0
     for feature in range(X.shape[1]):
         value = X[i, feature]
-        row = centers_t[feature]
-        for position in range(start, stop):
-            difference = value - row[position]
-            out[position - start] += difference * difference
+        row = centers_t[feature, start:stop]
+        for j in range(stop - start):
+            difference = value - row[j]
+            out[j] += difference * difference
 
 
 # Points per block of the parallel loops: each block reuses one scratch row of distances.
