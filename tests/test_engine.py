@@ -325,7 +325,7 @@ def test_kmeans_plusplus_trial_potentials_same_serial_or_parallel(small_photo):
     hist = color_histogram(small_photo)
     X = hist.colors.astype(np.float64)
     weights = hist.counts.astype(np.float64)
-    seeds = _kernels._sorted_by_norm(X, weights)
+    seeds = _kernels._seeds_of(_kernels._seed_frame(X, weights))
     for point in (0, len(X) // 3, len(X) - 1):  # three centres, in the sorted order
         _kernels._closer_to(seeds, point)
     closest = seeds.closest[np.argsort(seeds.order)]  # back in X's order
