@@ -746,9 +746,10 @@ def _least(values):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _half_gaps(centers, centers_t, half_gap):  # pragma: no cover - compiled
+def _half_gaps(centers, centers_t, half_gap, row):  # pragma: no cover - compiled
     """``half_gap[k]``: half the distance from centre k of ``centers`` (k, d) to its nearest
-    other one (infinity for a single centre); ``centers_t`` is ``centers`` transposed.
+    other one (infinity for a single centre); ``centers_t`` is ``centers`` transposed and
+    ``row`` (k,) scratch.
 
     Each centre's squared distances to all the others are summed as
     :func:`_squared_distance` sums them, in a vectorised row, and their least found by
@@ -757,7 +758,6 @@ def _half_gaps(centers, centers_t, half_gap):  # pragma: no cover - compiled
     step of Lloyd by scan (exploratory).
     """
     n_centers = centers.shape[0]
-    row = np.empty(n_centers)
     for k in range(n_centers):
         _squared_distances_of(centers, k, centers_t, row)
         row[k] = np.inf
@@ -783,7 +783,7 @@ def nearest_labels_by_scan(X, centers, guesses, labels):  # pragma: no cover - c
     # rounding (a point left to the scan is always safe).
     centers_t = np.ascontiguousarray(centers.T)
     half_gap = np.empty(n_centers)
-    _half_gaps(centers, centers_t, half_gap)
+    _half_gaps(centers, centers_t, half_gap, np.empty(n_centers))
     quarter_gap = np.empty(n_centers)
     for k in range(n_centers):
         quarter_gap[k] = _narrowed(half_gap[k] * half_gap[k])
@@ -1429,10 +1429,10 @@ def _assign_blocks_parallel(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _listed(doubtful, first):  # pragma: no cover - compiled
+def _listed(doubtful, first, pending):  # pragma: no cover - compiled
     """The points ``first + j`` whose ``doubtful[j]`` is set, in order, listed without a
-    branch."""
-    pending = np.empty(doubtful.shape[0], dtype=np.uint32)
+    branch in ``pending`` (uint32, at least as long as ``doubtful``); returns its part that
+    holds them."""
     n_pending = 0
     for j in range(doubtful.shape[0]):
         pending[n_pending] = first + j
@@ -1480,7 +1480,7 @@ def _assign_block(state, frame, scalars, moves, block_moves, block):  # pragma: 
         block_uppers[j], block_lowers[j], block_rests[j] = upper, lower, rest
         doubtful[j] = upper > max(half_gap[current], min(lower, rest))
     n_moved = 0
-    for i in _listed(doubtful, first):
+    for i in _listed(doubtful, first, np.empty(doubtful.shape[0], dtype=np.uint32)):
         current, second_index = labels[i], seconds[i]
         upper, lower, rest = uppers[i], lowers[i], rests[i]
         bound = max(half_gap[current], min(lower, rest))
@@ -1570,25 +1570,37 @@ def _squared_distance_3(point, rows, k):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _scan_assign_block(
-    X, centers_t, labels, upper, shift, half_gap, moves, block_moves, block
+    X,
+    centers_t,
+    labels,
+    upper,
+    shift,
+    half_gap,
+    moves,
+    block_moves,
+    block,
+    doubtful,
+    pending,
+    distances,
 ):  # pragma: no cover - compiled
-    """:func:`_scan_assign` on the points of one block; returns how many moved."""
-    distances = np.empty(centers_t.shape[1])
+    """:func:`_scan_assign` on the points of one block; returns how many moved. Its scratch
+    is the block's part of ``doubtful`` (n,) uint8 and ``pending`` (n,) uint32, and row
+    ``block`` of ``distances`` (n_blocks, k)."""
     first, last = block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)
     block_X, block_labels, block_upper = X[first:last], labels[first:last], upper[first:last]
     moved_points, moved_from = moves[0, first:last], moves[1, first:last]
+    block_doubtful, block_distances = doubtful[first:last], distances[block]
     # First every point's bound is loosened and tested without a branch; the rest are
     # listed, then scanned in order.
-    doubtful = np.empty(last - first, dtype=np.uint8)
     for j in range(block_labels.shape[0]):
         current = block_labels[j]
         bound = block_upper[j] + shift[current]
         block_upper[j] = bound
-        doubtful[j] = _widened(bound) >= half_gap[current]
+        block_doubtful[j] = _widened(bound) >= half_gap[current]
     n_moved = 0
-    for j in _listed(doubtful, 0):
+    for j in _listed(block_doubtful, 0, pending[first:last]):
         current = block_labels[j]
-        found, squared = _nearest_by_scan(block_X, j, centers_t, current, distances)
+        found, squared = _nearest_by_scan(block_X, j, centers_t, current, block_distances)
         block_upper[j] = np.sqrt(squared)
         if found != current:
             moved_points[n_moved], moved_from[n_moved] = first + j, current
@@ -1600,20 +1612,31 @@ def _scan_assign_block(
 
 @njit(cache=True, nogil=True, parallel=True)
 def _scan_assign_parallel(
-    X, centers_t, labels, upper, shift, half_gap, moves, block_moves
+    X, centers_t, labels, upper, shift, half_gap, moves, block_moves, doubtful, pending, distances
 ):  # pragma: no cover - compiled
     """:func:`_scan_assign_block` over every block, in parallel."""
     n_moved = 0
     for block in prange(block_moves.shape[0]):
         n_moved += _scan_assign_block(
-            X, centers_t, labels, upper, shift, half_gap, moves, block_moves, block
+            X,
+            centers_t,
+            labels,
+            upper,
+            shift,
+            half_gap,
+            moves,
+            block_moves,
+            block,
+            doubtful,
+            pending,
+            distances,
         )
     return n_moved
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _scan_assign(
-    X, centers, labels, upper, shift, half_gap, moves, block_moves
+    X, centers, labels, upper, shift, half_gap, moves, block_moves, scratch
 ):  # pragma: no cover - compiled
     """Lloyd's assignment without Hamerly's bounds: ``labels`` (n,) become every point's
     nearest centre (ties: the lowest index), the moves listed as by :func:`_bounded_assign`;
@@ -1631,23 +1654,65 @@ def _scan_assign(
     them on 768 boxes at K = 16, 0.65x on 1,536 at K = 64, but 1.34x on 3,072 at K = 256
     (exploratory). Blocks of points run in parallel from
     ``_PARALLEL_ASSIGN_POINTS`` points on.
+
+    ``scratch`` is :func:`_scan_scratch`'s, made once per run: made at every step, its
+    arrays took about a tenth of a step on a photo's 768 boxes (exploratory).
     """
     # Half the gap from each centre to its nearest other one, by every pair: for the few
     # centres here that is quicker than _separation's walk by norm, which also finds how far
     # each centre's neighbours moved (through it, quantize took 1.04x the time at K = 16,
     # exploratory).
-    centers_t = np.ascontiguousarray(centers.T)
-    _half_gaps(centers, centers_t, half_gap)
+    centers_t, row, doubtful, pending, distances = scratch
+    for k in range(centers.shape[0]):
+        for feature in range(centers.shape[1]):
+            centers_t[feature, k] = centers[k, feature]
+    _half_gaps(centers, centers_t, half_gap, row)
     if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
         return _scan_assign_parallel(
-            X, centers_t, labels, upper, shift, half_gap, moves, block_moves
+            X,
+            centers_t,
+            labels,
+            upper,
+            shift,
+            half_gap,
+            moves,
+            block_moves,
+            doubtful,
+            pending,
+            distances,
         )
     n_moved = 0
     for block in range(block_moves.shape[0]):
         n_moved += _scan_assign_block(
-            X, centers_t, labels, upper, shift, half_gap, moves, block_moves, block
+            X,
+            centers_t,
+            labels,
+            upper,
+            shift,
+            half_gap,
+            moves,
+            block_moves,
+            block,
+            doubtful,
+            pending,
+            distances,
         )
     return n_moved
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scan_scratch(n_points, n_centers, n_features):  # pragma: no cover - compiled
+    """:func:`_scan_assign`'s scratch for ``n_points`` points (none for 0): the centres
+    transposed, a row of distances, and per point a flag and an index of the doubtful ones,
+    and a row of distances per block."""
+    n_blocks = (n_points + _BLOCK - 1) // _BLOCK
+    return (
+        np.empty((n_features, n_centers)),
+        np.empty(n_centers),
+        np.empty(n_points, dtype=np.uint8),
+        np.empty(n_points, dtype=np.uint32),
+        np.empty((n_blocks, n_centers)),
+    )
 
 
 # Above this share of moved points, the cluster sums are recounted rather than updated.
@@ -1705,12 +1770,13 @@ def lloyd_from(
     sums = np.empty((n_centers, n_features))
     totals = np.empty(n_centers)
     members = np.empty(n_centers, dtype=np.int64)
+    scratch = _scan_scratch(n_points if by_scan else 0, n_centers, n_features)
     if by_scan:
         # No bound yet: every point is checked.
         upper = np.full(n_points, np.inf)
         half_gap = np.empty(n_centers)
         shift[:] = 0.0
-        _scan_assign(X, centers, labels, upper, shift, half_gap, moves, block_moves)
+        _scan_assign(X, centers, labels, upper, shift, half_gap, moves, block_moves, scratch)
     elif state_centers.shape[0] > 0:
         # A state for these very centres (no shift at all) is exact as it is.
         if _shifts(centers, state_centers, shift) > 0.0:
@@ -1746,7 +1812,9 @@ def lloyd_from(
         else:
             converged = (n_iter > 1 and n_moved == 0) or total_shift <= tol_abs
         if by_scan:
-            n_moved = _scan_assign(X, centers, labels, upper, shift, half_gap, moves, block_moves)
+            n_moved = _scan_assign(
+                X, centers, labels, upper, shift, half_gap, moves, block_moves, scratch
+            )
         else:
             n_moved = _bounded_assign(
                 X, point_norms, centers, nearest, bounds, shift, separation, moves, block_moves
