@@ -1569,23 +1569,13 @@ def _squared_distance_3(point, rows, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _scan_assign_block(
-    X,
-    centers_t,
-    labels,
-    upper,
-    shift,
-    half_gap,
-    moves,
-    block_moves,
-    block,
-    doubtful,
-    pending,
-    distances,
-):  # pragma: no cover - compiled
-    """:func:`_scan_assign` on the points of one block; returns how many moved. Its scratch
-    is the block's part of ``doubtful`` (n,) uint8 and ``pending`` (n,) uint32, and row
-    ``block`` of ``distances`` (n_blocks, k)."""
+def _scan_assign_block(state, block):  # pragma: no cover - compiled
+    """:func:`_scan_assign` on the points of one block; returns how many moved. ``state`` is
+    ``(X, centers_t, labels, upper, shift, half_gap, moves, block_moves, doubtful, pending,
+    distances)``; the block's scratch is its part of ``doubtful`` (n,) uint8 and ``pending``
+    (n,) uint32, and row ``block`` of ``distances`` (n_blocks, k)."""
+    X, centers_t, labels, upper, shift, half_gap, moves, block_moves = state[:8]
+    doubtful, pending, distances = state[8:]
     first, last = block * _BLOCK, min(X.shape[0], (block + 1) * _BLOCK)
     block_X, block_labels, block_upper = X[first:last], labels[first:last], upper[first:last]
     moved_points, moved_from = moves[0, first:last], moves[1, first:last]
@@ -1614,23 +1604,12 @@ def _scan_assign_block(
 def _scan_assign_parallel(
     X, centers_t, labels, upper, shift, half_gap, moves, block_moves, doubtful, pending, distances
 ):  # pragma: no cover - compiled
-    """:func:`_scan_assign_block` over every block, in parallel."""
+    """:func:`_scan_assign_block` over every block, in parallel (the state's arrays are
+    passed one by one: numba's parallel loops take no tuples of arrays)."""
     n_moved = 0
     for block in prange(block_moves.shape[0]):
-        n_moved += _scan_assign_block(
-            X,
-            centers_t,
-            labels,
-            upper,
-            shift,
-            half_gap,
-            moves,
-            block_moves,
-            block,
-            doubtful,
-            pending,
-            distances,
-        )
+        state = (X, centers_t, labels, upper, shift, half_gap, moves, block_moves)
+        n_moved += _scan_assign_block((*state, doubtful, pending, distances), block)
     return n_moved
 
 
@@ -1667,36 +1646,13 @@ def _scan_assign(
         for feature in range(centers.shape[1]):
             centers_t[feature, k] = centers[k, feature]
     _half_gaps(centers, centers_t, half_gap, row)
+    state = (X, centers_t, labels, upper, shift, half_gap, moves, block_moves)
+    state = (*state, doubtful, pending, distances)
     if X.shape[0] >= _PARALLEL_ASSIGN_POINTS:
-        return _scan_assign_parallel(
-            X,
-            centers_t,
-            labels,
-            upper,
-            shift,
-            half_gap,
-            moves,
-            block_moves,
-            doubtful,
-            pending,
-            distances,
-        )
+        return _scan_assign_parallel(*state)
     n_moved = 0
     for block in range(block_moves.shape[0]):
-        n_moved += _scan_assign_block(
-            X,
-            centers_t,
-            labels,
-            upper,
-            shift,
-            half_gap,
-            moves,
-            block_moves,
-            block,
-            doubtful,
-            pending,
-            distances,
-        )
+        n_moved += _scan_assign_block(state, block)
     return n_moved
 
 
