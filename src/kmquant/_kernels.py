@@ -908,12 +908,43 @@ def _cluster_sums(X, weights, labels, sums, totals, members):  # pragma: no cove
     sums[:, :] = 0.0
     totals[:] = 0.0
     members[:] = 0
+    if X.shape[1] == 3:
+        _cluster_sums_3(X, weights, labels, sums, totals, members)
+        return
     for i in range(X.shape[0]):
         k = np.uint32(labels[i])  # unsigned: no check for wrapping (see the module)
         totals[k] += weights[i]
         members[k] += 1
         for feature in range(X.shape[1]):
             sums[k, feature] += weights[i] * X[i, feature]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cluster_sums_3(X, weights, labels, sums, totals, members):  # pragma: no cover - compiled
+    """:func:`_cluster_sums` for three features, on zeroed sums: a run of points of one
+    cluster (the colours come in order, so neighbours often share one) is summed in
+    registers and stored when the cluster changes. Each sum takes the same additions in the
+    same order, so the same values; summed in the arrays, each addition waited on the store
+    of the one before (a photo's colours at K = 16: 108 -> 47 microseconds, exploratory)."""
+    current = np.uint32(0)
+    sum_0, sum_1, sum_2 = 0.0, 0.0, 0.0
+    total, count = 0.0, 0
+    for i in range(X.shape[0]):
+        k = np.uint32(labels[i])  # unsigned: no check for wrapping (see the module)
+        if k != current:
+            sums[current, 0], sums[current, 1], sums[current, 2] = sum_0, sum_1, sum_2
+            totals[current], members[current] = total, count
+            current = k
+            sum_0, sum_1, sum_2 = sums[k, 0], sums[k, 1], sums[k, 2]
+            total, count = totals[k], members[k]
+        w = weights[i]
+        total += w
+        count += 1
+        sum_0 += w * X[i, 0]
+        sum_1 += w * X[i, 1]
+        sum_2 += w * X[i, 2]
+    sums[current, 0], sums[current, 1], sums[current, 2] = sum_0, sum_1, sum_2
+    totals[current], members[current] = total, count
 
 
 @njit(cache=True, nogil=True)
