@@ -723,8 +723,8 @@ def improve_by_swaps(
         _kernels.nearest_two(X, centers, labels, nearest, second, second_labels)
     pairs = _pairs_in_turn(*rank_centers())
     inertia = _kernels.weighted_squared_error(X, weights, centers, labels)
-    # Each round's trial starts, written in place (a new array per trial and their stack
-    # per round cost about a tenth of the swaps' time at K = 16, exploratory).
+    # Each round's trial starts, written in place: no new array per trial, no stack per
+    # round (with the pairs listed once, quantize took 0.981x at K = 16, exploratory).
     trial_starts = np.empty((side_by_side, n_colors, centers.shape[1]))
     accepted = 0
     spent = 0  # trials taken, as one after another would take them
