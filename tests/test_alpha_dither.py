@@ -13,6 +13,7 @@ from PIL import Image
 from kmquant import encode_png, metrics, quantize, read_image, remap_image
 from kmquant.__main__ import main
 from kmquant._kernels import (
+    _CANDIDATE_STEP,
     _GRID_CELLS,
     _nearest_of_vector,
     dither_floyd_steinberg,
@@ -143,14 +144,18 @@ def test_grid_candidates_hold_the_nearest_entry_of_every_point_of_their_cell():
         listed = candidates[cell, : counts[cell]].tolist()
         assert listed == sorted(listed)
         assert _nearest_of_vector(point, palette) in listed
+        # Padded with the last candidate to a whole number of steps, and no further.
+        assert len(listed) % _CANDIDATE_STEP == 0
+        assert listed.count(listed[-1]) <= _CANDIDATE_STEP
 
 
 @pytest.mark.parametrize(
     ("n_colors", "space"), [(8, "rgb"), (64, "rgb"), (256, "rgb"), (32, "lab")]
 )
 def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n_colors, space):
-    # 131 rows: halves of 66 and 65 rows, each two bands of 32 and a short one, the halves
-    # diffused side by side on two threads, one after the other on one.
+    # 131 rows: parts of 33, 33, 33 and 32 rows, each a band of 32 and a short one (the last
+    # part runs out of rows one row before the part diffused beside it); the two sides of two
+    # parts diffused side by side on two threads, one after the other on one.
     import numba
 
     histogram = color_histogram(sample_image[:131, :160])
@@ -190,13 +195,14 @@ def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n
         numba.set_num_threads(threads)
 
 
-def test_floyd_steinberg_diffuses_the_two_halves_of_an_image_apart(sample_image):
-    # What lets the halves run side by side: changing the top half's rows, all but its last
-    # (against which the bottom half's first row weighs its edges), changes no label below.
+def test_floyd_steinberg_diffuses_the_four_parts_of_an_image_apart(sample_image):
+    # What lets the parts run side by side: 101 rows make parts of rows 0-25, 26-50, 51-75
+    # and 76-100. Changing the second part's rows, all but its first and last (against
+    # which its neighbours' rows weigh their edges), changes no label in the other parts.
     image = sample_image[:101, :120]
-    split = 51  # the first half is rows 0 .. 50
+    first, stop = 26, 51
     changed = image.copy()
-    changed[: split - 1] = 255 - changed[: split - 1]
+    changed[first + 1 : stop - 1] = 255 - changed[first + 1 : stop - 1]
     palette = quantize(image, 16, rng=0).palette
     points = color_features(palette, "rgb")
     labels = {"three": [], "general": []}
@@ -208,8 +214,9 @@ def test_floyd_steinberg_diffuses_the_two_halves_of_an_image_apart(sample_image)
         integers = (histogram.colors, palette)
         labels["three"].append(dither_floyd_steinberg_3(*common, 40.0, 20.0, *integers)[0])
     for kernel, (before, after) in labels.items():
-        np.testing.assert_array_equal(before[split:], after[split:], err_msg=kernel)
-        assert (before[: split - 1] != after[: split - 1]).mean() > 0.5, kernel
+        np.testing.assert_array_equal(before[:first], after[:first], err_msg=kernel)
+        np.testing.assert_array_equal(before[stop:], after[stop:], err_msg=kernel)
+        assert (before[first + 1 : stop - 1] != after[first + 1 : stop - 1]).mean() > 0.5, kernel
 
 
 def test_dithering_strength_zero_is_nearest_and_strength_moves_toward_dithered(sample_image):

@@ -228,7 +228,7 @@ def quantize(
         PSNR; "lab" and "oklab" spend colours where the eye sees differences.
     dither : {"none", "floyd-steinberg", "ordered"}, optional
         Map pixels to the palette with serpentine Floyd-Steinberg error diffusion (over the
-        image's top and bottom halves apart) or an 8x8 Bayer ordered dither, computed in
+        image's four quarters of rows apart) or an 8x8 Bayer ordered dither, computed in
         ``space`` (default "none": nearest entry).
     dither_strength : float, optional
         0..1, how much of the error is diffused (or how wide the ordered offsets are).

@@ -157,7 +157,7 @@ def dither_labels(
     -------
     Dithered
         ``labels`` (height, width), ``counts`` and ``squared_error``. Floyd-Steinberg on
-        three features counts them as it diffuses, each half of the image its own rows.
+        three features counts them as it diffuses, each part of the image its own rows.
     """
     points = np.ascontiguousarray(color_points, dtype=np.float64)
     inverse = np.ascontiguousarray(inverse).reshape(-1)
