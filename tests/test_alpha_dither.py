@@ -15,10 +15,12 @@ from kmquant.__main__ import main
 from kmquant._kernels import (
     _CANDIDATE_STEP,
     _GRID_CELLS,
+    _candidate_scratch,
+    _grid_scratch,
+    _list_cell,
     _nearest_of_vector,
     dither_floyd_steinberg,
     dither_floyd_steinberg_3,
-    grid_candidates,
     label_counts,
     pixel_squared_error,
 )
@@ -130,23 +132,27 @@ def test_dithering_keeps_the_mean_of_a_flat_patch(method):
     assert abs(result.to_image().mean() - 100) <= tolerance
 
 
-def test_grid_candidates_hold_the_nearest_entry_of_every_point_of_their_cell():
+def test_grid_cells_list_the_nearest_entry_of_every_point_in_them():
     rng = np.random.default_rng(7)
     palette = rng.integers(0, 256, (40, 3)).astype(np.float64)
     palette[20:23] = palette[5]  # repeated entries: exact ties
     low, high = np.full(3, -30.0), np.full(3, 290.0)
-    counts, candidates = grid_candidates(palette, low, high)
     size = (high - low) / _GRID_CELLS
+    counts, candidates = _grid_scratch(len(palette))
+    scratch = _candidate_scratch(len(palette))
     points = np.concatenate([rng.uniform(-30, 290, (4000, 3)), palette + 0.5])
     for point in points:
         position = ((point - low) // size).astype(int)
         cell = (position[0] * _GRID_CELLS + position[1]) * _GRID_CELLS + position[2]
+        if counts[cell] < 0:  # listed when a point first reaches it, as dithering does
+            _list_cell(cell, counts, candidates, low, size, palette, *scratch)
         listed = candidates[cell, : counts[cell]].tolist()
         assert listed == sorted(listed)
         assert _nearest_of_vector(point, palette) in listed
         # Padded with the last candidate to a whole number of steps, and no further.
         assert len(listed) % _CANDIDATE_STEP == 0
         assert listed.count(listed[-1]) <= _CANDIDATE_STEP
+    assert (counts >= 0).sum() < len(counts)  # only the cells reached
 
 
 @pytest.mark.parametrize(
