@@ -201,6 +201,27 @@ def test_three_feature_floyd_steinberg_equals_the_general_kernel(sample_image, n
         numba.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("height", [1, 2, 3, 5, 6, 7, 9])
+def test_three_feature_floyd_steinberg_equals_the_general_kernel_on_short_images(
+    sample_image, height
+):
+    # Parts of 0 or 1 rows, and pairs whose second part runs out of rows first.
+    image = sample_image[:height, :23]
+    histogram = color_histogram(image)
+    points = color_features(histogram.colors, "rgb")
+    palette = quantize(sample_image[:64, :64], 6, rng=0).palette
+    palette_points = color_features(palette, "rgb")
+    common = (points, histogram.inverse, height, 23, palette_points, 1.0)
+    general = dither_floyd_steinberg(*common, 3, 40.0, 20.0)
+    three, counts, squared_error = dither_floyd_steinberg_3(
+        *common, 40.0, 20.0, histogram.colors, palette
+    )
+    np.testing.assert_array_equal(three, general)
+    np.testing.assert_array_equal(counts, label_counts(general.reshape(-1), len(palette)))
+    flat = general.reshape(-1)
+    assert squared_error == pixel_squared_error(histogram.colors, histogram.inverse, palette, flat)
+
+
 def test_floyd_steinberg_diffuses_the_four_parts_of_an_image_apart(sample_image):
     # What lets the parts run side by side: 101 rows make parts of rows 0-25, 26-50, 51-75
     # and 76-100. Changing the second part's rows, all but its first and last (against

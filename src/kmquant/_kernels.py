@@ -2541,8 +2541,10 @@ _DITHER_CHAINS = 2
 @njit(cache=True, nogil=True)
 def _dither_parts(height):  # pragma: no cover - compiled
     """The rows of Floyd-Steinberg's parts: part p is rows ``parts[p] .. parts[p + 1] - 1``,
-    ``parts[p] = ceil(p * height / _DITHER_PARTS)``, so no part is longer than the one
-    before it."""
+    ``parts[p] = ceil(p * height / _DITHER_PARTS)``. Of the two parts of a pair (0 and 1,
+    2 and 3), diffused side by side, the second is never longer than the first: for
+    ``height = 4m + r`` the parts have m rows each for r = 0, and (m+1, m, m, m),
+    (m+1, m, m+1, m) and (m+1, m+1, m+1, m) rows for r = 1, 2 and 3."""
     parts = np.empty(_DITHER_PARTS + 1, dtype=np.int64)
     for part in range(_DITHER_PARTS + 1):
         parts[part] = (part * height + _DITHER_PARTS - 1) // _DITHER_PARTS
