@@ -6,7 +6,9 @@ from kmquant._kernels import (
     histogram_by_bitmap,
     histogram_unsorted,
     label_counts,
+    palette_tally,
     pixel_squared_error,
+    places_through_rows,
     weighted_squared_error,
 )
 from kmquant.histogram import bitmap_parts, cell_histogram, hashed_histogram, pack_colors
@@ -110,6 +112,37 @@ def test_counting_kernels_equal_numpy(sample_image):
     assert weighted_squared_error(hist.colors, hist.counts, palette, color_labels) == pytest.approx(
         float(np.dot(hist.counts, per_color)), rel=1e-12
     )
+
+
+@pytest.mark.parametrize("n_channels", [1, 3, 4])
+def test_palette_tally_counts_colours_and_sums_the_pixels_error_exactly(sample_image, n_channels):
+    # One pass for what label_counts and weighted_squared_error give, in integers.
+    pixels = sample_image[:64, :96]
+    if n_channels == 1:
+        pixels = pixels[:, :, :1]
+    elif n_channels == 4:
+        alpha = np.where(pixels[:, :, :1] > 128, 255, 90).astype(np.uint8)
+        pixels = np.concatenate([pixels, alpha], axis=2)
+    hist = color_histogram(pixels)
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (11, n_channels)).astype(np.uint8)
+    color_labels = rng.integers(0, 9, hist.n_colors).astype(np.uint8)  # entries 9, 10 unused
+    per_entry, squared_error = palette_tally(hist.colors, hist.counts, palette, color_labels)
+    assert per_entry.tolist() == np.bincount(color_labels, minlength=11).tolist()
+    per_color = ((hist.colors.astype(np.int64) - palette[color_labels]) ** 2).sum(1)
+    assert squared_error == int(np.dot(hist.counts, per_color))
+    assert float(squared_error) == weighted_squared_error(
+        hist.colors, hist.counts, palette, color_labels
+    )
+
+
+def test_places_through_rows_is_numpys_double_gather():
+    rng = np.random.default_rng(2)
+    places = rng.permutation(40)
+    center_labels = rng.integers(0, 40, 500)
+    rows = rng.integers(0, 500, 3000)
+    expected = places.astype(np.uint8)[center_labels[rows]]
+    np.testing.assert_array_equal(places_through_rows(places, center_labels, rows), expected)
 
 
 @pytest.mark.parametrize("bits", [3, 5])

@@ -2951,6 +2951,18 @@ def box_labels_to_points(box_labels, members, starts, stops):  # pragma: no cove
     return labels
 
 
+@njit(cache=True, nogil=True)
+def places_through_rows(places, center_labels, rows):  # pragma: no cover - compiled
+    """``places[center_labels[rows]]`` as uint8 in one pass: each colour's guess of its palette
+    entry, from its point's nearest centre (``rows[i]``, the colour's point) and the centres'
+    places in the palette. 0.013 against 0.040 ms for numpy's two gathers on 35,000 colours
+    (once a K in the elbow sweep; exploratory)."""
+    guesses = np.empty(rows.shape[0], dtype=np.uint8)
+    for i in range(rows.shape[0]):
+        guesses[i] = places[np.uint64(center_labels[np.uint64(rows[i])])]
+    return guesses
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def pixel_labels(color_labels, inverse):  # pragma: no cover - compiled
     """Every pixel's label from its colour's, ``color_labels[inverse]``, on every thread.
@@ -2975,6 +2987,48 @@ def weighted_squared_error(X, weights, centers, labels):  # pragma: no cover - c
     for i in range(labels.shape[0]):
         total += weights[i] * _squared_distance(X, i, centers, np.uint64(labels[i]))
     return total
+
+
+@njit(cache=True, nogil=True)
+def palette_tally(colors, counts, palette, labels):  # pragma: no cover - compiled
+    """Distinct colours per palette entry, and the pixels' squared error: for ``colors``
+    (n, c) uint8 with ``counts`` pixels each, taking entries ``labels`` of ``palette``
+    (k, c) uint8, returns ``(colors_per_entry, squared_error)``, the error
+    ``sum_i counts[i] * ||colors[i] - palette[labels[i]]||^2`` as an int64.
+
+    What :func:`label_counts` and :func:`weighted_squared_error` give, in one pass and in
+    integers, whose sums are exact in any order: the colours are counted in four rows by
+    index, so that neighbours with the same label do not wait on each other, and four
+    partial errors summed. 0.03 against 0.09 ms for a photo's 35,000 colours at K = 64
+    (exploratory).
+    """
+    n_channels = colors.shape[1]
+    by_lane = np.zeros((4, palette.shape[0]), dtype=np.int64)
+    errors = np.zeros(4, dtype=np.int64)
+    for i in range(labels.shape[0]):
+        lane = np.uint64(i & 3)
+        label = np.uint64(labels[i])
+        by_lane[lane, label] += 1
+        color = np.uint64(i)
+        error = 0
+        if n_channels == 3:
+            difference_0 = np.int64(colors[color, 0]) - np.int64(palette[label, 0])
+            difference_1 = np.int64(colors[color, 1]) - np.int64(palette[label, 1])
+            difference_2 = np.int64(colors[color, 2]) - np.int64(palette[label, 2])
+            error = (
+                difference_0 * difference_0
+                + difference_1 * difference_1
+                + difference_2 * difference_2
+            )
+        else:
+            for channel in range(n_channels):
+                difference = np.int64(colors[color, channel]) - np.int64(palette[label, channel])
+                error += difference * difference
+        errors[lane] += np.int64(counts[color]) * error
+    colors_per_entry = np.empty(palette.shape[0], dtype=np.int64)
+    for k in range(palette.shape[0]):
+        colors_per_entry[k] = (by_lane[0, k] + by_lane[1, k]) + (by_lane[2, k] + by_lane[3, k])
+    return colors_per_entry, (errors[0] + errors[1]) + (errors[2] + errors[3])
 
 
 # ------------------------------------------------------------------ cells (``--speed fast``)
