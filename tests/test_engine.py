@@ -169,14 +169,15 @@ def test_lloyd_after_a_run_equals_lloyd_from_a_full_scan(sample_image, n_colors)
 
 def guessing_case(sample_image, n_entries, guessing):
     """The sample's distinct colours, a palette of ``n_entries`` of them (from three on, with
-    a repeated entry and near ties), every colour's nearest entry by the full scan (ties to
-    the lowest index) and guesses of it: ``right``, ``random`` or all ``zero``."""
+    a repeated entry and near ties, the last entry half a unit from the third), every
+    colour's nearest entry by the full scan (ties to the lowest index) and guesses of it:
+    ``right``, ``random`` or all ``zero``."""
     colors = color_histogram(sample_image).colors.astype(np.float64)
     rng = np.random.default_rng(n_entries)
     palette = colors[rng.choice(len(colors), n_entries, replace=False)].round()
     if n_entries > 2:
         palette[1] = palette[0]  # a repeated entry
-        palette[5] = palette[2] + 0.5  # near ties
+        palette[-1] = palette[2] + 0.5  # near ties
     expected = np.empty(len(colors), dtype=np.intp)
     _kernels.nearest_labels(colors, palette, expected)
     guesses = {
@@ -203,11 +204,13 @@ def test_nearest_labels_from_guesses_equal_the_full_scan(sample_image, n_entries
     np.testing.assert_array_equal(nearest_palette_labels(colors, palette, guesses), expected)
 
 
-@pytest.mark.parametrize("n_entries", [1, 2, 16, 64])
+@pytest.mark.parametrize("n_entries", [1, 2, 3, 5, 6, 16, 64, 96])
 @pytest.mark.parametrize("guessing", ["right", "random", "zero"])
 def test_nearest_labels_by_scan_equal_the_full_scan(sample_image, n_entries, guessing):
     # Three features, a few entries: whatever the guesses, the full scan's labels, ties to
     # the lowest index (repeated entries and near ties); through nearest_palette_labels too.
+    # Up to 5 entries every other entry is a neighbour the scan checks first; from 6 on,
+    # some are not.
     from kmquant.remap import GUESSES_SCAN_UP_TO, nearest_palette_labels
 
     assert n_entries <= GUESSES_SCAN_UP_TO
@@ -241,7 +244,7 @@ def test_nearest_labels_by_grid_equal_the_full_scan(sample_image, n_entries, spa
     palette = points[rng.choice(len(points), n_entries, replace=False)].round()
     if n_entries > 2:
         palette[1] = palette[0]  # a repeated entry
-        palette[5] = palette[2] + 0.5  # near ties
+        palette[-1] = palette[2] + 0.5  # near ties
         palette[6] = points.min(axis=0) - 40.0  # outside the colours' range
         # Colours exactly halfway between entries 3 and 4 (both rows are ties for them).
         halfway = (palette[3] + palette[4]) / 2
