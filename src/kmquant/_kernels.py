@@ -2680,7 +2680,7 @@ def _diffuse_sides_3(
         errors = np.zeros((_DITHER_CHAINS, 2, width + 2, 3))
         values = np.empty((_DITHER_CHAINS, _DITHER_BAND_ROWS, width, 3))
         weights = np.empty((_DITHER_CHAINS, _DITHER_BAND_ROWS, width))
-        ahead = np.zeros((_DITHER_CHAINS, 3))
+        ahead = np.zeros((_DITHER_CHAINS, 9))
         outside = np.empty((2, width, 3))
         steps = np.empty((2, width))
         scratch = np.empty((4, palette.shape[0]), dtype=np.int64)
@@ -2785,8 +2785,12 @@ def _diffuse_chains_3(
     """:func:`dither_floyd_steinberg_3`'s diffusion of one band of rows of ``_DITHER_CHAINS``
     parts at once: the parts start at rows ``firsts``, with ``n_rows`` rows each, and the
     band at their row ``band_first``. Index ``chain`` of ``errors`` (carried into this row and
-    the next), ``values``, ``weights`` (the band's features and shares) and ``ahead`` (what
-    the pixel before passes on) is a part's own.
+    the next), ``values``, ``weights`` (the band's features and shares) and ``ahead`` is a
+    part's own. ``ahead`` (parts, 9) holds what the pixel before passes on (7/16), then the
+    next row's error under the pixel before, still waiting for this pixel's 3/16, then what
+    the pixel before passed on to the next row ahead of it (1/16): each next-row error is
+    stored once, complete, in the order dither_floyd_steinberg sums it, and no row is
+    zeroed (0.988 / 0.975 / 0.982x the time at K = 16 / 64 / 256, exploratory).
 
     Each pixel waits on the one before it (its error), about 75 cycles a pixel; the parts'
     pixels are taken in turn, so that the processor works on the next part's pixel while one
@@ -2819,8 +2823,7 @@ def _diffuse_chains_3(
         for step in range(width):
             column = np.uint64(step if forward else width - 1 - step)
             below = column + np.uint64(1)
-            on = below + np.uint64(1) if forward else column  # 1/16: ahead, on the next row
-            behind = column if forward else below + np.uint64(1)
+            behind = column if forward else below + np.uint64(1)  # the next row's, complete
             for chain_index in range(n_chains):
                 chain = np.uint64(chain_index)
                 carried_0 = errors[chain, now, below, 0] + ahead[chain, 0]
@@ -2873,17 +2876,21 @@ def _diffuse_chains_3(
                 ahead[chain, 0] = error_0 * (7.0 / 16.0)
                 ahead[chain, 1] = error_1 * (7.0 / 16.0)
                 ahead[chain, 2] = error_2 * (7.0 / 16.0)
-                errors[chain, then, behind, 0] += error_0 * (3.0 / 16.0)
-                errors[chain, then, behind, 1] += error_1 * (3.0 / 16.0)
-                errors[chain, then, behind, 2] += error_2 * (3.0 / 16.0)
-                errors[chain, then, below, 0] += error_0 * (5.0 / 16.0)
-                errors[chain, then, below, 1] += error_1 * (5.0 / 16.0)
-                errors[chain, then, below, 2] += error_2 * (5.0 / 16.0)
-                errors[chain, then, on, 0] += error_0 * (1.0 / 16.0)
-                errors[chain, then, on, 1] += error_1 * (1.0 / 16.0)
-                errors[chain, then, on, 2] += error_2 * (1.0 / 16.0)
+                errors[chain, then, behind, 0] = ahead[chain, 3] + error_0 * (3.0 / 16.0)
+                errors[chain, then, behind, 1] = ahead[chain, 4] + error_1 * (3.0 / 16.0)
+                errors[chain, then, behind, 2] = ahead[chain, 5] + error_2 * (3.0 / 16.0)
+                ahead[chain, 3] = ahead[chain, 6] + error_0 * (5.0 / 16.0)
+                ahead[chain, 4] = ahead[chain, 7] + error_1 * (5.0 / 16.0)
+                ahead[chain, 5] = ahead[chain, 8] + error_2 * (5.0 / 16.0)
+                ahead[chain, 6] = 0.0 + error_0 * (1.0 / 16.0)
+                ahead[chain, 7] = 0.0 + error_1 * (1.0 / 16.0)
+                ahead[chain, 8] = 0.0 + error_2 * (1.0 / 16.0)
+        last = np.uint64(width if forward else 1)  # the row's last pixel, and past it
+        past = last + np.uint64(1) if forward else np.uint64(0)
         for chain in range(n_chains):
-            errors[chain, now] = 0.0  # the row after next starts with nothing carried
+            for feature in range(3):
+                errors[chain, then, last, feature] = ahead[chain, 3 + feature]
+                errors[chain, then, past, feature] = ahead[chain, 6 + feature]
 
 
 _BAYER_8 = np.array(
