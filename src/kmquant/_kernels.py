@@ -2621,10 +2621,10 @@ def dither_floyd_steinberg_3(
     The same diffusion and the same labels, written with one variable per feature (a third
     faster than the loops over features), and the nearest entry found through a grid: the
     box of every value a pixel can take (its colour plus a carried error of at most
-    ``max_error``) is cut into cells, and only a cell's candidates (:func:`_list_cell`,
-    3 to 14 a cell on average from K = 16 to 256 on a photo) are tried, in index order so
-    ties go to the lowest index as in a full scan. Of the image's four parts
-    (:func:`dither_floyd_steinberg`), each thread diffuses two side by side
+    ``max_error``) is cut into cells, and only a cell's candidates (:func:`_list_cell`;
+    a photo's pixels try 2.2 at K = 16 and 5.7 at K = 64 on average, before padding) are
+    tried, in index order so ties go to the lowest index as in a full scan. Of the image's
+    four parts (:func:`dither_floyd_steinberg`), each thread diffuses two side by side
     (:func:`_diffuse_sides_3`).
 
     Returns ``(labels, counts, squared_error)``: with the labels, the pixels per entry and
