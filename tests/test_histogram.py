@@ -59,14 +59,33 @@ def test_bitmap_histogram_equals_numpy_for_any_number_of_parts(sample_image, n_p
     # The whole photo (393,216 pixels) takes the bitmap route in color_histogram.
     pixels = sample_image.reshape(-1, 3)
     expected = _numpy_histogram(pixels)
-    colors, counts, inverse = histogram_by_bitmap(pixels, n_parts)
+    colors, counts, inverse, _, _ = histogram_by_bitmap(pixels, n_parts, True)
     np.testing.assert_array_equal(pack_colors(colors), expected[0])
     np.testing.assert_array_equal(counts, expected[1])
     np.testing.assert_array_equal(inverse, expected[2])
+    # Without the inverse, each part counts as it looks pixels up: the same counts.
+    colors, counts, inverse, _, _ = histogram_by_bitmap(pixels, n_parts, False)
+    np.testing.assert_array_equal(pack_colors(colors), expected[0])
+    np.testing.assert_array_equal(counts, expected[1])
+    assert inverse.size == 0
     hist = color_histogram(sample_image)
     np.testing.assert_array_equal(pack_colors(hist.colors), expected[0])
     np.testing.assert_array_equal(hist.counts, expected[1])
     np.testing.assert_array_equal(hist.inverse, expected[2])
+
+
+def test_histogram_without_inverse_looks_pixels_up_again(sample_image):
+    pixels = np.ascontiguousarray(sample_image[:200])
+    stored = color_histogram(pixels)
+    looked_up = color_histogram(pixels, store_inverse=False)
+    np.testing.assert_array_equal(looked_up.colors, stored.colors)
+    np.testing.assert_array_equal(looked_up.counts, stored.counts)
+    color_labels = (np.arange(stored.n_colors) * 7 % 251).astype(np.uint8)
+    labels = looked_up.pixel_labels(color_labels)
+    np.testing.assert_array_equal(labels, color_labels[stored.inverse])
+    np.testing.assert_array_equal(labels, stored.pixel_labels(color_labels))
+    # The map itself is built when it is first read.
+    np.testing.assert_array_equal(looked_up.inverse, stored.inverse)
 
 
 @pytest.mark.parametrize("n_channels", [1, 2, 3])

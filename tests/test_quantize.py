@@ -203,3 +203,22 @@ def test_fast_works_in_every_space(small_photo, space):
     result = quantize(small_photo, 8, speed="fast", space=space)
     assert 1 <= result.n_colors <= 8
     assert result.inertia == metrics.mse(small_photo, result.to_image()) * small_photo.size
+
+
+@pytest.mark.parametrize(
+    ("n_colors", "dither"), [(16, "none"), (64, "none"), (16, "floyd-steinberg")]
+)
+def test_large_image_path_labels_pixels_without_the_map(
+    monkeypatch, sample_image, n_colors, dither
+):
+    # Above LOOKED_UP_FROM pixels quantize keeps no map from pixels to colours (undithered);
+    # lowered to 1 pixel here, the sample must give the same result either way.
+    import sys
+
+    module = sys.modules["kmquant.quantize"]
+    expected = quantize(sample_image, n_colors, dither=dither, rng=3)
+    monkeypatch.setattr(module, "LOOKED_UP_FROM", 1)
+    result = quantize(sample_image, n_colors, dither=dither, rng=3)
+    np.testing.assert_array_equal(result.palette, expected.palette)
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    assert result.inertia == expected.inertia

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._kernels import cell_sums, histogram_by_bitmap, histogram_unsorted, relabel_in_place
+from ._kernels import (
+    cell_sums,
+    histogram_by_bitmap,
+    histogram_unsorted,
+    look_up_by_bitmap,
+    pixel_labels,
+    relabel_in_place,
+)
 
 __all__ = [
     "CellHistogram",
@@ -33,7 +40,6 @@ __all__ = [
 _BITMAP_BYTES_PER_PIXEL = 64
 
 
-@dataclass(frozen=True)
 class ColorHistogram:
     """Distinct colours of a set of pixels, with counts and the pixel-to-colour map.
 
@@ -45,16 +51,58 @@ class ColorHistogram:
         How many pixels have each colour; ``counts.sum()`` is the number of pixels.
     inverse : ndarray of int32, shape (n_pixels,)
         For every pixel, the row of ``colors`` it has: ``colors[inverse]`` rebuilds the pixels.
+        A histogram made with ``color_histogram(pixels, store_inverse=False)`` builds it from
+        the pixels when it is first read.
     """
 
-    colors: np.ndarray
-    counts: np.ndarray
-    inverse: np.ndarray
+    __slots__ = ("_inverse", "_lookup", "colors", "counts")
+
+    def __init__(
+        self,
+        colors: np.ndarray,
+        counts: np.ndarray,
+        inverse: np.ndarray | None = None,
+        *,
+        lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if inverse is None and lookup is None:
+            raise ValueError("a ColorHistogram needs its inverse or a lookup to rebuild it")
+        self.colors = colors
+        self.counts = counts
+        self._inverse = inverse
+        # (pixels (n, c), bitmap, ranks_before) of histogram_by_bitmap, when no inverse is kept
+        self._lookup = lookup
+
+    def __repr__(self) -> str:
+        return f"ColorHistogram(n_colors={self.n_colors}, n_pixels={int(self.counts.sum())})"
 
     @property
     def n_colors(self) -> int:
         """Number of distinct colours."""
         return int(self.colors.shape[0])
+
+    @property
+    def inverse(self) -> np.ndarray:
+        """For every pixel, the row of ``colors`` it has (int32, built on first use if needed)."""
+        if self._inverse is None:
+            assert self._lookup is not None
+            pixels = self._lookup[0]
+            self._inverse = look_up_by_bitmap(
+                *self._lookup, np.empty(0, np.int32), np.empty(pixels.shape[0], np.int32)
+            )
+        return self._inverse
+
+    def pixel_labels(self, color_labels: np.ndarray) -> np.ndarray:
+        """Every pixel's label from its colour's: ``color_labels[inverse]``, flat.
+
+        Without a stored inverse each pixel's colour is looked up again in the histogram's
+        bitmap, so the 4-byte-per-pixel map is never built.
+        """
+        if self._inverse is None:
+            assert self._lookup is not None
+            labels = np.empty(self._lookup[0].shape[0], dtype=color_labels.dtype)
+            return look_up_by_bitmap(*self._lookup, color_labels, labels)
+        return pixel_labels(color_labels, self._inverse)
 
 
 def pack_colors(pixels: np.ndarray) -> np.ndarray:
@@ -86,13 +134,19 @@ def unpack_keys(keys: np.ndarray, n_channels: int) -> np.ndarray:
     return ((packed[:, None] >> shifts[None, :]) & np.uint64(0xFF)).astype(np.uint8)
 
 
-def color_histogram(pixels: np.ndarray) -> ColorHistogram:
+def color_histogram(pixels: np.ndarray, *, store_inverse: bool = True) -> ColorHistogram:
     """Count the distinct colours of a set of pixels.
 
     Parameters
     ----------
     pixels : array_like of uint8, shape (n_pixels, n_channels) or (height, width, n_channels)
         ``n_channels`` from 1 to 4.
+    store_inverse : bool, optional
+        True (default): the histogram holds the map from pixels to colours, 4 bytes a pixel.
+        False: where the bitmap route is taken (below), it holds the pixels and the bitmap
+        instead and looks pixels up again when their labels are asked for
+        (:meth:`ColorHistogram.pixel_labels`); ``pixels`` must then not change while the
+        histogram is in use. For a large image whose pixels are labelled once.
 
     Returns
     -------
@@ -136,8 +190,12 @@ def color_histogram(pixels: np.ndarray) -> ColorHistogram:
     n_channels = pixels.shape[1]
     bitmap_bytes = 1 << (8 * n_channels - 3)
     if n_channels <= 3 and bitmap_bytes <= _BITMAP_BYTES_PER_PIXEL * pixels.shape[0]:
-        colors, counts, inverse = histogram_by_bitmap(pixels, bitmap_parts(pixels.shape[0]))
-        return ColorHistogram(colors, counts, inverse)
+        colors, counts, inverse, bitmap, ranks_before = histogram_by_bitmap(
+            pixels, bitmap_parts(pixels.shape[0]), store_inverse
+        )
+        if store_inverse:
+            return ColorHistogram(colors, counts, inverse)
+        return ColorHistogram(colors, counts, lookup=(pixels, bitmap, ranks_before))
     return hashed_histogram(pixels)
 
 
