@@ -71,3 +71,36 @@ def test_compiled_ssim_equals_scikit_image_to_rounding(sample_image, shape):
     # Non-uint8 input takes scikit-image itself (float32 bands).
     as_float = metrics.ssim(reference.astype(np.float64), distorted.astype(np.float64))
     assert as_float == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("band_pixels", [1 << 20, 2_000])
+def test_indexed_report_equals_the_report_on_the_rebuilt_image(
+    monkeypatch, sample_image, band_pixels
+):
+    # Small bands put many band edges (and SSIM's overlapping rows) inside the image.
+    monkeypatch.setattr(metrics, "_INDEXED_BAND_PIXELS", band_pixels)
+    for n_colors in (2, 16, 256):
+        result = quantize(sample_image, n_colors, rng=0)
+        expected = metrics.quality_report(sample_image, result.to_image())
+        report = metrics.indexed_quality_report(sample_image, result.labels, result.palette)
+        assert report.keys() == expected.keys()
+        for key, value in expected.items():
+            assert report[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
+@pytest.mark.parametrize(
+    "shape", [(7, 7), (6, 40), (40, 6), (1, 1), (9, 300), (3, 3, 4), (8, 8, 1)]
+)
+def test_indexed_report_on_small_and_other_images(shape):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, shape if len(shape) == 3 else (*shape, 3), dtype=np.uint8)
+    n_entries = 4
+    palette = rng.integers(0, 256, (n_entries, image.shape[2]), dtype=np.uint8)
+    labels = rng.integers(0, n_entries, image.shape[:2]).astype(np.uint8)
+    expected = metrics.quality_report(image, palette[labels])
+    report = metrics.indexed_quality_report(image, labels, palette)
+    for key, value in expected.items():
+        if math.isinf(value):
+            assert math.isinf(report[key])
+        else:
+            assert report[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key

@@ -7,17 +7,23 @@ given by ``data_range`` (255 for uint8).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
-from ._kernels import ssim_sum
+from ._kernels import pair_histogram_unsorted, ssim_sum
+from .histogram import unpack_keys
 
-_BLOCK_VALUES = 1 << 22
+# Values per block of the MSE's float64 differences (2 MiB).
+_BLOCK_VALUES = 1 << 18
 # Pixels per band of rows for SSIM: skimage keeps about 15 float arrays of a band at once.
 _SSIM_BAND_PIXELS = 1 << 20
-# Distinct colour pairs per CIEDE2000 call.
-_DELTA_E_CHUNK = 1 << 18
+# Distinct colour pairs per CIEDE2000 call: scikit-image keeps a score of float arrays of
+# them at once (about 7 MiB at this size).
+_DELTA_E_CHUNK = 1 << 16
+# Pixels per band of rows rebuilt from palette indices by indexed_quality_report.
+_INDEXED_BAND_PIXELS = 1 << 20
 
 __all__ = [
     "DeltaE",
@@ -25,6 +31,7 @@ __all__ = [
     "composite",
     "compression_ratio",
     "delta_e",
+    "indexed_quality_report",
     "mse",
     "psnr",
     "quality_report",
@@ -50,6 +57,11 @@ def mse(reference: np.ndarray, distorted: np.ndarray) -> float:
         raise ValueError(f"images must have the same shape, got {first.shape} and {second.shape}")
     if first.size == 0:
         raise ValueError("images must not be empty")
+    return _squared_error_sum(first, second) / first.size
+
+
+def _squared_error_sum(first: np.ndarray, second: np.ndarray) -> float:
+    """Sum of squared differences of two arrays of one shape."""
     flat_first, flat_second = first.reshape(-1), second.reshape(-1)
     total = 0.0
     # In blocks, so a 100-megapixel image never needs full float64 copies.
@@ -60,7 +72,7 @@ def mse(reference: np.ndarray, distorted: np.ndarray) -> float:
         # taking a core from whatever runs next (benchmarks/batch.py, one worker: 5.9 -> 6.7
         # images/s).
         total += float(np.einsum("i,i->", difference, difference))
-    return total / flat_first.size
+    return total
 
 
 def psnr(reference: np.ndarray, distorted: np.ndarray, *, data_range: float = 255.0) -> float:
@@ -97,6 +109,12 @@ def _global_ssim(first: np.ndarray, second: np.ndarray, data_range: float) -> fl
     )
 
 
+def _ssim_window(shape: tuple[int, ...]) -> int:
+    """Side of SSIM's windows: 7, or the largest odd side that fits a smaller image."""
+    shortest_side = min(shape[0], shape[1]) if len(shape) >= 2 else shape[0]
+    return min(7, shortest_side if shortest_side % 2 else shortest_side - 1)
+
+
 def ssim(reference: np.ndarray, distorted: np.ndarray, *, data_range: float = 255.0) -> float:
     r"""Mean structural similarity (Wang et al. 2004), 1.0 for identical images.
 
@@ -124,8 +142,7 @@ def ssim(reference: np.ndarray, distorted: np.ndarray, *, data_range: float = 25
         raise ValueError(f"images must have the same shape, got {first.shape} and {second.shape}")
     if first.size == 0:
         raise ValueError("images must not be empty")
-    shortest_side = min(first.shape[0], first.shape[1]) if first.ndim >= 2 else first.shape[0]
-    window = min(7, shortest_side if shortest_side % 2 else shortest_side - 1)
+    window = _ssim_window(first.shape)
     if first.ndim < 2 or window < 3:
         return _global_ssim(first.astype(np.float64), second.astype(np.float64), data_range)
     if first.dtype == np.uint8 and second.dtype == np.uint8 and data_range == 255.0:
@@ -204,8 +221,6 @@ def delta_e(reference: np.ndarray, distorted: np.ndarray) -> DeltaE:
     >>> delta_e(white, white)
     DeltaE(mean=0.0, p95=0.0)
     """
-    from skimage.color import deltaE_ciede2000, rgb2lab
-
     first, second = np.asarray(reference), np.asarray(distorted)
     if first.shape != second.shape:
         raise ValueError(f"images must have the same shape, got {first.shape} and {second.shape}")
@@ -216,9 +231,6 @@ def delta_e(reference: np.ndarray, distorted: np.ndarray) -> DeltaE:
         or second.dtype != np.uint8
     ):
         raise ValueError("delta_e needs two uint8 RGB images of shape (H, W, 3)")
-    from ._kernels import pair_histogram_unsorted
-    from .histogram import unpack_keys
-
     # Distinct (reference, distorted) colour pairs by the compiled hash table: no sort and no
     # copy of every pixel. Keys pack the 6 bytes big-endian, as pack_colors does.
     keys, counts, _ = pair_histogram_unsorted(
@@ -226,14 +238,35 @@ def delta_e(reference: np.ndarray, distorted: np.ndarray) -> DeltaE:
         np.ascontiguousarray(second).reshape(-1, 3),
         False,
     )
+
+    def pair_colors(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        distinct = unpack_keys(chunk, 6)
+        return distinct[:, :3], distinct[:, 3:]
+
+    return _pairs_delta_e(keys, counts, pair_colors)
+
+
+def _pairs_delta_e(
+    keys: np.ndarray,
+    counts: np.ndarray,
+    pair_colors: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> DeltaE:
+    """CIEDE2000's mean and 95th percentile over distinct colour pairs weighted by ``counts``.
+
+    ``pair_colors`` turns a chunk of ``keys`` into the pairs' two uint8 sRGB colours, (n, 3)
+    each.
+    """
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
     differences = np.empty(keys.shape[0])
     # In chunks: scikit-image keeps a score of float arrays per call, and a big photo has
     # millions of distinct pairs.
     for start in range(0, keys.shape[0], _DELTA_E_CHUNK):
         stop = min(start + _DELTA_E_CHUNK, keys.shape[0])
-        distinct = unpack_keys(keys[start:stop], 6).astype(np.float64) / 255.0
+        first, second = pair_colors(keys[start:stop])
         differences[start:stop] = deltaE_ciede2000(
-            rgb2lab(distinct[None, :, :3])[0], rgb2lab(distinct[None, :, 3:])[0]
+            rgb2lab(first[None].astype(np.float64) / 255.0)[0],
+            rgb2lab(second[None].astype(np.float64) / 255.0)[0],
         )
     order = np.argsort(differences)
     cumulative = np.cumsum(counts[order])
@@ -284,6 +317,76 @@ def composite(image: np.ndarray, background: tuple[int, int, int]) -> np.ndarray
 
 BLACK = (0, 0, 0)
 WHITE = (255, 255, 255)
+
+
+def indexed_quality_report(
+    reference: np.ndarray,
+    labels: np.ndarray,
+    palette: np.ndarray,
+    *,
+    with_ssim: bool = True,
+    with_delta_e: bool = True,
+) -> dict[str, float]:
+    """:func:`quality_report` of ``reference`` against ``palette[labels]``, not built whole.
+
+    For a uint8 RGB ``reference`` (H, W, 3) with ``labels`` (H, W) into a uint8 ``palette``
+    (K, 3), and both sides at least 7 pixels, the quantized image is rebuilt a band of rows
+    at a time: the MSE sums each band's squared differences, SSIM sums each band's windows
+    (bands overlap by the window's height less one row, so every window is counted once),
+    and CIEDE2000 counts the distinct pairs of a reference colour and a palette index. A
+    96-megapixel image needs no 288 MB copy. The values equal :func:`quality_report`'s up
+    to the order of floating-point sums. Any other image is rebuilt whole and passed to
+    :func:`quality_report`.
+    """
+    first, indices, entries = np.asarray(reference), np.asarray(labels), np.asarray(palette)
+    if not (
+        first.ndim == 3
+        and first.shape[2] == 3
+        and first.dtype == np.uint8
+        and entries.ndim == 2
+        and entries.shape[1] == 3
+        and entries.dtype == np.uint8
+        and indices.shape == first.shape[:2]
+        and min(first.shape[:2]) >= 7
+    ):
+        return quality_report(
+            first, entries[indices], with_ssim=with_ssim, with_delta_e=with_delta_e
+        )
+    first = np.ascontiguousarray(first)
+    indices = np.ascontiguousarray(indices, dtype=np.uint8)
+    height, width = indices.shape
+    band_rows = max(1, _INDEXED_BAND_PIXELS // width)
+    squared_error = 0.0
+    for top in range(0, height, band_rows):
+        bottom = min(height, top + band_rows)
+        squared_error += _squared_error_sum(first[top:bottom], entries[indices[top:bottom]])
+    error = squared_error / first.size
+    report = {"mse": error, "psnr": _psnr_from_mse(error)}
+    if with_ssim:
+        window = 7
+        c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+        total = 0.0
+        # Windows whose top row is in [top, bottom) lie in rows [top, bottom + window - 1).
+        tops = height - window + 1
+        for top in range(0, tops, band_rows):
+            bottom = min(tops, top + band_rows)
+            rows = slice(top, bottom + window - 1)
+            rebuilt = np.ascontiguousarray(entries[indices[rows]])
+            total += ssim_sum(first[rows], rebuilt, window, c1, c2)
+        report["ssim"] = float(total / (tops * (width - window + 1) * 3))
+    if with_delta_e:
+        # Pairs of a reference colour and a palette index, packed as (r, g, b, index).
+        keys, counts, _ = pair_histogram_unsorted(
+            first.reshape(-1, 3), indices.reshape(-1, 1), False
+        )
+
+        def pair_colors(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            distinct = unpack_keys(chunk, 4)
+            return distinct[:, :3], entries[distinct[:, 3]]
+
+        difference = _pairs_delta_e(keys, counts, pair_colors)
+        report["delta_e"], report["delta_e_p95"] = difference.mean, difference.p95
+    return report
 
 
 def quality_report(
