@@ -316,3 +316,107 @@ def test_grey_palette_stays_indexed_after_oxipng(small_photo):
     result = quantize(small_photo[:, :, 0], 4, rng=0)
     data = encode_png(result, optimize=2)
     assert png_chunks(data)[b"IHDR"][9] == 3
+
+
+def _filtered_rows(pixels: np.ndarray, kinds: list[int]) -> bytes:
+    """PNG image data before deflate: each row led by its filter type (0 to 4), filtered."""
+    height, width, channels = pixels.shape
+    rows = pixels.reshape(height, width * channels).astype(np.int64)
+    out = []
+    for r in range(height):
+        kind = kinds[r % len(kinds)]
+        here = rows[r]
+        above = rows[r - 1] if r else np.zeros_like(here)
+        left = np.concatenate([np.zeros(channels, np.int64), here[:-channels]])
+        corner = np.concatenate([np.zeros(channels, np.int64), above[:-channels]])
+        if kind == 0:
+            predicted = np.zeros_like(here)
+        elif kind == 1:
+            predicted = left
+        elif kind == 2:
+            predicted = above
+        elif kind == 3:
+            predicted = (left + above) // 2
+        else:
+            estimate = left + above - corner
+            to_left, to_up, to_corner = (abs(estimate - v) for v in (left, above, corner))
+            predicted = np.where(
+                (to_left <= to_up) & (to_left <= to_corner),
+                left,
+                np.where(to_up <= to_corner, above, corner),
+            )
+        out.append(bytes([kind]) + ((here - predicted) % 256).astype(np.uint8).tobytes())
+    return b"".join(out)
+
+
+def _png_file(pixels, kinds, *, extra=(), idat_pieces=1, header=None, rows=None) -> bytes:
+    """A PNG of ``pixels`` (RGB or RGBA) written by hand, with the given row filters."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    height, width, channels = pixels.shape
+    ihdr = header or struct.pack(">IIBBBBB", width, height, 8, {3: 2, 4: 6}[channels], 0, 0, 0)
+    data = zlib.compress(_filtered_rows(pixels, kinds) if rows is None else rows)
+    step = -(-len(data) // idat_pieces)
+    idats = [chunk(b"IDAT", data[i : i + step]) for i in range(0, len(data), step)]
+    extras = [chunk(kind, body) for kind, body in extra]
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + b"".join(extras) + b"".join(idats)
+    ) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("kinds", [[0], [1], [2], [3], [4], [4, 3, 2, 1, 0]])
+def test_png_rows_are_unfiltered_exactly(monkeypatch, small_photo, channels, kinds):
+    from kmquant import io as kmquant_io
+
+    pixels = small_photo
+    if channels == 4:
+        alpha = (np.arange(pixels.size // 3) % 256).reshape(pixels.shape[:2]).astype(np.uint8)
+        pixels = np.dstack([pixels, alpha])
+    data = _png_file(pixels, kinds, idat_pieces=5)
+    # Strips of a few rows, so rows and IDAT chunks end in the middle of a strip.
+    monkeypatch.setattr(kmquant_io, "_PNG_STRIP_BYTES", 5 * pixels.shape[1] * channels)
+    decoded = kmquant_io._decode_plain_png(data)
+    assert decoded is not None  # read without Pillow
+    np.testing.assert_array_equal(decoded, pixels)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
+
+
+def test_pillow_reads_the_pngs_that_change_pixels_or_layout(small_photo):
+    from kmquant.io import _decode_plain_png, _plain_png_layout
+
+    height, width = small_photo.shape[:2]
+    plain = _png_file(small_photo, [4])
+    assert _plain_png_layout(plain) is not None
+    # Transparency, APNG, EXIF (its own chunk, or a text chunk), 16 bits, interlaced.
+    for kind, body in [
+        (b"tRNS", b"\x00\x00\x00\x00\x00\x00"),
+        (b"acTL", struct.pack(">II", 1, 0)),
+        (b"eXIf", b"MM\x00*"),
+        (b"zTXt", b"Raw profile type exif\x00\x00" + zlib.compress(b"exif")),
+    ]:
+        assert _plain_png_layout(_png_file(small_photo, [4], extra=[(kind, body)])) is None
+    for depth, interlace in [(16, 0), (8, 1)]:
+        header = struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, interlace)
+        assert _plain_png_layout(_png_file(small_photo, [4], header=header)) is None
+    # A text chunk of another kind changes nothing: still read here.
+    with_text = _png_file(small_photo, [4], extra=[(b"tEXt", b"Comment\x00made by hand")])
+    np.testing.assert_array_equal(_decode_plain_png(with_text), small_photo)
+    # Transparency still comes out as alpha, through Pillow.
+    key = small_photo[0, 0]
+    transparent = _png_file(small_photo, [0], extra=[(b"tRNS", struct.pack(">HHH", *key))])
+    assert read_image(transparent).shape == (height, width, 4)
+
+
+def test_corrupt_plain_pngs_fail_as_before(small_photo):
+    data = _png_file(small_photo, [1, 4])
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(data[: len(data) // 2])
+    bad_filter = bytearray(_filtered_rows(small_photo, [2]))
+    bad_filter[0] = 7  # the first row's filter type: there are five, 0 to 4
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(_png_file(small_photo, [2], rows=bytes(bad_filter)))

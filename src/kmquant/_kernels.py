@@ -2966,6 +2966,57 @@ def dither_ordered(
 
 
 @njit(cache=True, nogil=True)
+def png_unfilter(raw, out, previous, bpp):  # pragma: no cover - compiled
+    """Undo PNG's row filters: ``raw`` (rows, 1 + stride) filtered rows, each led by its
+    filter type, into ``out`` (rows, stride); ``previous`` (stride,) is the row above the
+    first (zeros at the top of the image) and ``bpp`` the bytes per pixel. Returns False at
+    a filter type other than 0 to 4 (a corrupt file)."""
+    stride = out.shape[1]
+    for row in range(raw.shape[0]):
+        kind = raw[row, 0]
+        line = raw[row, 1:]
+        above = previous if row == 0 else out[row - 1]
+        here = out[row]
+        if kind == 0:
+            for i in range(stride):
+                here[i] = line[i]
+        elif kind == 1:
+            for i in range(bpp):
+                here[i] = line[i]
+            for i in range(bpp, stride):
+                here[i] = line[i] + here[i - bpp]
+        elif kind == 2:
+            for i in range(stride):
+                here[i] = line[i] + above[i]
+        elif kind == 3:
+            for i in range(bpp):
+                here[i] = line[i] + (np.int32(above[i]) >> 1)
+            for i in range(bpp, stride):
+                here[i] = line[i] + ((np.int32(here[i - bpp]) + np.int32(above[i])) >> 1)
+        elif kind == 4:
+            for i in range(bpp):
+                here[i] = line[i] + above[i]  # Paeth with no left neighbour: the one above
+            for i in range(bpp, stride):
+                left = np.int32(here[i - bpp])
+                up = np.int32(above[i])
+                corner = np.int32(above[i - bpp])
+                estimate = left + up - corner
+                to_left = abs(estimate - left)
+                to_up = abs(estimate - up)
+                to_corner = abs(estimate - corner)
+                if to_left <= to_up and to_left <= to_corner:
+                    nearest = left
+                elif to_up <= to_corner:
+                    nearest = up
+                else:
+                    nearest = corner
+                here[i] = line[i] + nearest
+        else:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def png_rows(labels, bit_depth):  # pragma: no cover - compiled
     """PNG scanlines of palette indices ``labels`` (h, w) uint8: each row a filter byte 0
     (none) and the indices packed ``8 // bit_depth`` to a byte, first pixel in the high bits,
