@@ -420,3 +420,20 @@ def test_corrupt_plain_pngs_fail_as_before(small_photo):
     bad_filter[0] = 7  # the first row's filter type: there are five, 0 to 4
     with pytest.raises(ImageReadError, match="truncated or corrupt"):
         read_image(_png_file(small_photo, [2], rows=bytes(bad_filter)))
+
+
+def test_plain_pngs_keep_pillows_pixel_limit(monkeypatch, small_photo):
+    from kmquant.io import _plain_png_layout, decode_image
+
+    data = _png_file(small_photo, [1])
+    n_pixels = small_photo.shape[0] * small_photo.shape[1]
+    # Over the limit: Pillow's warning, and the pixels, read without Pillow.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", n_pixels - 1)
+    with pytest.warns(Image.DecompressionBombWarning, match="exceeds limit"):
+        assert _plain_png_layout(data) is not None
+    with pytest.warns(Image.DecompressionBombWarning, match="exceeds limit"):
+        np.testing.assert_array_equal(decode_image(data), small_photo)
+    # Over twice the limit: refused, as Pillow refuses it.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", n_pixels // 2 - 1)
+    with pytest.raises(ImageReadError, match="exceeds limit"):
+        decode_image(data)

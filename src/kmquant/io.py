@@ -174,9 +174,19 @@ def _plain_png_layout(data: bytes) -> tuple[int, int, int, list[memoryview]] | N
         or (compression, filtering, interlace) != (0, 0, 0)
         or width == 0
         or height == 0
-        or (Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS)
     ):
         return None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        if width * height > 2 * limit:
+            return None  # Pillow refuses it, with its own message
+        # Pillow's warning, in its words, for a size it still reads.
+        warnings.warn(
+            f"Image size ({width * height} pixels) exceeds limit of {limit} pixels, "
+            "could be decompression bomb DOS attack.",
+            Image.DecompressionBombWarning,
+            stacklevel=2,
+        )
     return width, height, _PNG_CHANNELS[color_type], payloads
 
 
