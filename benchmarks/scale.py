@@ -6,9 +6,10 @@ The source image is resized (Lanczos) to each size and saved as PNG in a scratch
 size is compressed end to end by the command line (decode, quantize, encode with the default
 ``--optimize 2``, the summary line with its metrics) and, when installed, by
 ``pngquant 16 --nofs``, both under ``/usr/bin/time -v`` for the peak resident memory. Memory is
-also given as a multiple of the decoded image (3 bytes per pixel), and as bytes a pixel above
-the start-up: the peak of the same command on a 64 x 64 crop (Python, numpy, numba and its
-compiled kernels, which no image size changes).
+also given as a multiple of the decoded image (3 bytes per pixel), and as the bytes each
+pixel more than the size before adds to the peak: how memory grows, apart from the start-up
+(Python, numpy, numba and its kernels), which is printed first as the peak of the same command
+on a 64 x 64 crop.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def main() -> int:
         _, start_up = compress(crop)
         print(f"start-up: {start_up / 2**20:,.0f} MiB (the peak on a 64 x 64 crop)\n")
         print(
-            "| megapixels | kmquant s | kmquant peak | x decoded | bytes a pixel above start-up"
+            "| megapixels | kmquant s | kmquant peak | x decoded | bytes a pixel more"
             " | pngquant s | pngquant peak |"
         )
         print("|---|---|---|---|---|---|---|")
+        before: tuple[int, int] | None = None  # pixels and peak of the size before
         for megapixels in args.megapixels:
             scale = math.sqrt(megapixels * 1e6 / (source.width * source.height))
             size = (round(source.width * scale), round(source.height * scale))
@@ -78,8 +80,9 @@ def main() -> int:
                 f"{seconds:.2f}",
                 f"{peak / 2**20:,.0f} MiB",
                 f"{peak / (3 * n_pixels):.1f}",
-                f"{(peak - start_up) / n_pixels:.1f}",
+                "" if before is None else f"{(peak - before[1]) / (n_pixels - before[0]):.1f}",
             ]
+            before = (n_pixels, peak)
             if have_pngquant:
                 theirs, their_peak = run_measured(
                     [
