@@ -28,7 +28,7 @@ from . import _kernels
 from ._exceptions import KmquantError
 from .histogram import ColorHistogram, color_histogram
 from .io import atomic_write_bytes, decode_first_frame, encode_png, frames_left_out, read_bytes
-from .metrics import quality_report
+from .metrics import indexed_quality_report
 from .quantize import QuantizedImage, prepare_pixels, quantize, quantize_histogram, remap_image
 
 __all__ = [
@@ -258,7 +258,9 @@ def compress_job(job: BatchJob, options: BatchOptions) -> BatchOutcome:
                 time.perf_counter() - started,
             )
         _write(job.target, png)
-        peak = quality_report(image, result.to_image(), with_ssim=False, with_delta_e=False)["psnr"]
+        peak = indexed_quality_report(
+            image, result.labels, result.palette, with_ssim=False, with_delta_e=False
+        )["psnr"]
     except KmquantError as error:
         return BatchOutcome(job, "failed", str(error), seconds=time.perf_counter() - started)
     except Exception as error:
