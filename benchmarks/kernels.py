@@ -187,9 +187,9 @@ def stages_section(images: list[np.ndarray], ks: list[int], repeat: int) -> None
 
     original_histogram = quantize_module.color_histogram
 
-    def histogram(pixels):
+    def histogram(pixels, **options):
         started = time.perf_counter()
-        result = original_histogram(pixels)
+        result = original_histogram(pixels, **options)
         spent["histogram"] += time.perf_counter() - started
         n_colors[0] = result.n_colors
         return result

@@ -177,16 +177,8 @@ def _plain_png_layout(data: bytes) -> tuple[int, int, int, list[memoryview]] | N
     ):
         return None
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
-        if width * height > 2 * limit:
-            return None  # Pillow refuses it, with its own message
-        # Pillow's warning, in its words, for a size it still reads.
-        warnings.warn(
-            f"Image size ({width * height} pixels) exceeds limit of {limit} pixels, "
-            "could be decompression bomb DOS attack.",
-            Image.DecompressionBombWarning,
-            stacklevel=2,
-        )
+    if limit is not None and width * height > 2 * limit:
+        return None  # Pillow refuses it, with its own message
     return width, height, _PNG_CHANNELS[color_type], payloads
 
 
@@ -210,13 +202,13 @@ def _decode_plain_png(data: bytes) -> np.ndarray | None:
     strip_rows = max(1, _PNG_STRIP_BYTES // (stride + 1))
     inflater = zlib.decompressobj()
     pieces = iter(payloads)
-    pending = b""
     try:
         for top in range(0, height, strip_rows):
             rows = min(strip_rows, height - top)
             wanted = rows * (stride + 1)
-            parts = [pending]
-            have = len(pending)
+            # Inflated no further than the strip: nothing is left over for the next.
+            parts = []
+            have = 0
             while have < wanted:
                 source = inflater.unconsumed_tail or next(pieces, None)
                 if source is None or inflater.eof:
@@ -228,10 +220,18 @@ def _decode_plain_png(data: bytes) -> np.ndarray | None:
             raw = np.frombuffer(filtered, dtype=np.uint8, count=wanted).reshape(rows, stride + 1)
             if not _kernels.png_unfilter(raw, rows_out[top : top + rows], above, channels):
                 return None
-            pending = filtered[wanted:]
             above = rows_out[top + rows - 1]
     except zlib.error:
         return None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        # Pillow's warning, in its words, for a size it still reads.
+        warnings.warn(
+            f"Image size ({width * height} pixels) exceeds limit of {limit} pixels, "
+            "could be decompression bomb DOS attack.",
+            Image.DecompressionBombWarning,
+            stacklevel=3,
+        )
     return pixels
 
 

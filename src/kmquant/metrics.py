@@ -363,7 +363,7 @@ def indexed_quality_report(
     error = squared_error / first.size
     report = {"mse": error, "psnr": _psnr_from_mse(error)}
     if with_ssim:
-        window = 7
+        window = _ssim_window(first.shape)  # 7: both sides are at least 7
         c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
         total = 0.0
         # Windows whose top row is in [top, bottom) lie in rows [top, bottom + window - 1).

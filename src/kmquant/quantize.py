@@ -284,7 +284,8 @@ def quantize(
             return by_cells
     # A large image, undithered, has each pixel labelled once: it is looked up again then
     # rather than holding the map from pixels to colours (4 bytes a pixel) throughout.
-    lean = (dither == "none" or dither_strength == 0) and pixels.size >= LOOKED_UP_FROM * 3
+    n_pixels = pixels.shape[0] * pixels.shape[1]
+    lean = (dither == "none" or dither_strength == 0) and n_pixels >= LOOKED_UP_FROM
     histogram = color_histogram(pixels, store_inverse=not lean)
     return quantize_histogram(
         histogram,
