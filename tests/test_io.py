@@ -378,11 +378,13 @@ def test_png_rows_are_unfiltered_exactly(monkeypatch, small_photo, channels, kin
         alpha = (np.arange(pixels.size // 3) % 256).reshape(pixels.shape[:2]).astype(np.uint8)
         pixels = np.dstack([pixels, alpha])
     data = _png_file(pixels, kinds, idat_pieces=5)
-    # Strips of a few rows, so rows and IDAT chunks end in the middle of a strip.
-    monkeypatch.setattr(kmquant_io, "_PNG_STRIP_BYTES", 5 * pixels.shape[1] * channels)
-    decoded = kmquant_io._decode_plain_png(data)
-    assert decoded is not None  # read without Pillow
-    np.testing.assert_array_equal(decoded, pixels)
+    # Strips of one row (fewer bytes than a row) and of five rows, so rows and IDAT chunks
+    # end in the middle of a strip.
+    for strip_bytes in (1, 5 * pixels.shape[1] * channels):
+        monkeypatch.setattr(kmquant_io, "_PNG_STRIP_BYTES", strip_bytes)
+        decoded = kmquant_io._decode_plain_png(data)
+        assert decoded is not None  # read without Pillow
+        np.testing.assert_array_equal(decoded, pixels)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
 
 
@@ -436,3 +438,20 @@ def test_plain_pngs_keep_pillows_pixel_limit(monkeypatch, small_photo):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", n_pixels // 2 - 1)
     with pytest.raises(ImageReadError, match="exceeds limit"):
         decode_image(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    image=arrays(
+        np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([3, 4]))
+    ),
+    level=st.integers(0, 9),
+)
+def test_pillows_pngs_decode_to_pillows_pixels(image, level):
+    # Pillow picks each row's filter itself (all five kinds appear at higher levels).
+    from kmquant.io import _decode_plain_png
+
+    data = save_with_pillow(Image.fromarray(image), "PNG", compress_level=level)
+    decoded = _decode_plain_png(data)
+    assert decoded is not None
+    np.testing.assert_array_equal(decoded, image)
