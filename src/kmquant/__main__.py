@@ -700,7 +700,7 @@ def _compare(args: argparse.Namespace) -> int:
                 **_rendering(args),
                 rng=args.seed,
             )
-            report = quality_report(image, result.to_image())
+            report = indexed_quality_report(image, result.labels, result.palette)
             report["output_bytes"] = len(encode_png(result))
             report["input_bytes"] = len(data)
             rows.append((result, report))

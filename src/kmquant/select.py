@@ -41,7 +41,7 @@ from .engine import (
 from .histogram import ColorHistogram, color_histogram
 from .io import encode_png
 from .kmeans import _tolerance
-from .metrics import delta_e, quality_report
+from .metrics import delta_e, indexed_quality_report
 from .quantize import (
     MAX_COLORS,
     QuantizedImage,
@@ -459,13 +459,13 @@ def fewest_colors(
     def evaluate(k: int) -> tuple[QuantizedImage, dict[str, float]]:
         if k not in cache:
             result = result_for(k)
-            output = result.to_image().reshape(pixels.shape)
             # Transparency is judged as seen: over black and white, the worse of the two;
             # for it every metric is reported, as before, else only the targeted ones.
             with_alpha = pixels.shape[2] == 4
-            report = quality_report(
+            report = indexed_quality_report(
                 pixels,
-                output,
+                result.labels,
+                result.palette,
                 with_ssim=with_alpha or min_ssim is not None,
                 with_delta_e=with_alpha or max_delta_e is not None,
             )
@@ -473,7 +473,7 @@ def fewest_colors(
                 name: report[name] for name in ("psnr", "ssim", "delta_e") if name in report
             }
             if max_delta_e is not None and "delta_e" not in values:
-                delta_e(pixels, output)  # raises: CIEDE2000 needs colour
+                delta_e(pixels, result.to_image().reshape(pixels.shape))  # raises: needs colour
             cache[k] = (result, values)
         return cache[k]
 
@@ -563,8 +563,9 @@ def best_within_bytes(
         )
     chosen = high + 1 - first_fit
     result, n_bytes = evaluate(chosen)
-    output = result.to_image().reshape(pixels.shape)
-    peak = quality_report(pixels, output, with_ssim=False, with_delta_e=False)["psnr"]
+    peak = indexed_quality_report(
+        pixels, result.labels, result.palette, with_ssim=False, with_delta_e=False
+    )["psnr"]
     values = {"psnr": peak, "bytes": float(n_bytes)}
     reason = f"most colours within {max_bytes:,} bytes: K={chosen} takes {n_bytes:,} bytes"
     if chosen < high:
