@@ -13,6 +13,7 @@ from kmquant import QualityTooLowError, metrics, quantize
 from kmquant.__main__ import main
 from kmquant.select import (
     _search_smallest,
+    _Tries,
     best_within_bytes,
     elbow_curve,
     fewest_colors,
@@ -43,6 +44,32 @@ def test_search_smallest_matches_a_linear_scan():
     for threshold in range(1, 40):
         assert _search_smallest(lambda k, t=threshold: k >= t, 40) == threshold
     assert _search_smallest(lambda k: False, 40) is None
+
+
+def test_a_search_keeps_only_the_images_that_can_be_its_answer(small_photo):
+    # Each try's figures stay; its image only while it is the best that passes (or the
+    # fallback), and any other is quantized again, the same.
+    made = []
+
+    def result_for(k):
+        made.append(k)
+        return quantize(small_photo, k, rng=0)
+
+    tries = _Tries(
+        result_for, lambda r: r.n_colors, lambda n: n >= 10, prefer_smaller=True, fallback=40
+    )
+    tried = []
+    for k in (40, 1, 2, 4, 8, 16, 12, 10, 9):
+        tries.figures(k)
+        tried.append(k)
+        smallest_passing = min(j for j in tried if j >= 10)
+        assert set(tries.kept) == {40, smallest_passing}
+    assert set(tries.kept) == {40, 10}
+    assert tries.passes(10) and not tries.passes(9)
+    np.testing.assert_array_equal(tries.result(10).labels, quantize(small_photo, 10, rng=0).labels)
+    assert made.count(10) == 1  # kept, not made again
+    np.testing.assert_array_equal(tries.result(9).labels, quantize(small_photo, 9, rng=0).labels)
+    assert made.count(9) == 2  # dropped, so made again
 
 
 def test_fewest_colors_equals_an_exhaustive_sweep(small_photo):

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numba
 import numpy as np
@@ -60,6 +61,9 @@ __all__ = [
     "fewest_colors",
     "find_knee",
 ]
+
+# What a search measures of each K it tries (a report, or a PNG's bytes).
+Figures = TypeVar("Figures")
 
 
 @dataclass(frozen=True)
@@ -396,6 +400,45 @@ def _search_smallest(predicate: Callable[[int], bool], high: int) -> int | None:
     return upper
 
 
+class _Tries(Generic[Figures]):
+    """The figures of each K a search tries, and the quantized images of only those that can
+    still be its answer: the best K that passes so far (the smallest or the largest) and
+    ``fallback``, returned when none passes. Every image is 1 byte a pixel, and a search
+    tries about 2 log2(high) K; any other K's image is quantized again if asked for (the same
+    seed gives the same image).
+    """
+
+    def __init__(
+        self,
+        result_for: Callable[[int], QuantizedImage],
+        measure: Callable[[QuantizedImage], Figures],
+        passes: Callable[[Figures], bool],
+        *,
+        prefer_smaller: bool,
+        fallback: int | None = None,
+    ) -> None:
+        self._result_for, self._measure, self._passes = result_for, measure, passes
+        self._prefer_smaller, self._fallback = prefer_smaller, fallback
+        self._figures: dict[int, Figures] = {}
+        self.kept: dict[int, QuantizedImage] = {}
+
+    def figures(self, k: int) -> Figures:
+        if k not in self._figures:
+            result = self._result_for(k)
+            self._figures[k] = self._measure(result)
+            self.kept[k] = result
+            passing = [j for j in self.kept if self._passes(self._figures[j])]
+            best = (min if self._prefer_smaller else max)(passing, default=None)
+            self.kept = {j: kept for j, kept in self.kept.items() if j in (best, self._fallback)}
+        return self._figures[k]
+
+    def passes(self, k: int) -> bool:
+        return self._passes(self.figures(k))
+
+    def result(self, k: int) -> QuantizedImage:
+        return self.kept[k] if k in self.kept else self._result_for(k)
+
+
 def fewest_colors(
     image: np.ndarray,
     *,
@@ -454,52 +497,49 @@ def fewest_colors(
         image, speed=speed, space=space, dither=dither, dither_strength=dither_strength, rng=rng
     )
     high = min(max_colors, histogram.n_colors, MAX_COLORS)
-    cache: dict[int, tuple[QuantizedImage, dict[str, float]]] = {}
 
-    def evaluate(k: int) -> tuple[QuantizedImage, dict[str, float]]:
-        if k not in cache:
-            result = result_for(k)
-            # Transparency is judged as seen: over black and white, the worse of the two;
-            # for it every metric is reported, as before, else only the targeted ones.
-            with_alpha = pixels.shape[2] == 4
-            report = indexed_quality_report(
-                pixels,
-                result.labels,
-                result.palette,
-                with_ssim=with_alpha or min_ssim is not None,
-                with_delta_e=with_alpha or max_delta_e is not None,
-            )
-            values: dict[str, float] = {
-                name: report[name] for name in ("psnr", "ssim", "delta_e") if name in report
-            }
-            if max_delta_e is not None and "delta_e" not in values:
-                delta_e(pixels, result.to_image().reshape(pixels.shape))  # raises: needs colour
-            cache[k] = (result, values)
-        return cache[k]
+    def measure(result: QuantizedImage) -> dict[str, float]:
+        # Transparency is judged as seen: over black and white, the worse of the two;
+        # for it every metric is reported, as before, else only the targeted ones.
+        with_alpha = pixels.shape[2] == 4
+        report = indexed_quality_report(
+            pixels,
+            result.labels,
+            result.palette,
+            with_ssim=with_alpha or min_ssim is not None,
+            with_delta_e=with_alpha or max_delta_e is not None,
+        )
+        values: dict[str, float] = {
+            name: report[name] for name in ("psnr", "ssim", "delta_e") if name in report
+        }
+        if max_delta_e is not None and "delta_e" not in values:
+            delta_e(pixels, result.to_image().reshape(pixels.shape))  # raises: needs colour
+        return values
 
-    def meets(k: int) -> bool:
-        values = evaluate(k)[1]
+    def meets(values: dict[str, float]) -> bool:
         return (
             (min_psnr is None or values["psnr"] >= min_psnr)
             and (min_ssim is None or values["ssim"] >= min_ssim)
             and (max_delta_e is None or values["delta_e"] <= max_delta_e)
         )
 
+    tries = _Tries(result_for, measure, meets, prefer_smaller=True, fallback=high)
+
     labels = {"psnr": "PSNR >= {:g} dB", "ssim": "SSIM >= {:g}", "delta_e": "mean dE00 <= {:g}"}
     wanted = ", ".join(
         labels[name].format(value) for name, value in targets.items() if value is not None
     )
-    chosen = _search_smallest(meets, high)
+    chosen = _search_smallest(tries.passes, high)
     if chosen is None:
-        result, values = evaluate(high)
+        result, values = tries.result(high), tries.figures(high)
         message = f"{high} colours cannot reach {wanted} (got {_describe(values)})"
         if not best_effort:
             raise QualityTooLowError(message)
         return Choice(result, result.n_colors, False, f"best effort: {message}", values)
-    result, values = evaluate(chosen)
+    result, values = tries.result(chosen), tries.figures(chosen)
     reason = f"fewest colours for {wanted}: K={chosen} gives {_describe(values)}"
     if chosen > 1:
-        reason += f"; K={chosen - 1} gives {_describe(evaluate(chosen - 1)[1])}"
+        reason += f"; K={chosen - 1} gives {_describe(tries.figures(chosen - 1))}"
     return Choice(result, result.n_colors, True, reason, values)
 
 
@@ -547,27 +587,25 @@ def best_within_bytes(
         image, speed=speed, space=space, dither=dither, dither_strength=dither_strength, rng=rng
     )
     high = min(max_colors, histogram.n_colors, MAX_COLORS)
-    cache: dict[int, tuple[QuantizedImage, int]] = {}
-
-    def evaluate(k: int) -> tuple[QuantizedImage, int]:
-        if k not in cache:
-            result = result_for(k)
-            cache[k] = (result, len(encode_png(result, optimize=optimize)))
-        return cache[k]
-
+    tries = _Tries(
+        result_for,
+        lambda result: len(encode_png(result, optimize=optimize)),
+        lambda n_bytes: n_bytes <= max_bytes,
+        prefer_smaller=False,
+    )
     # "K = high + 1 - j fits" is monotone in j: search the smallest j.
-    first_fit = _search_smallest(lambda j: evaluate(high + 1 - j)[1] <= max_bytes, high)
+    first_fit = _search_smallest(lambda j: tries.passes(high + 1 - j), high)
     if first_fit is None:
         raise QualityTooLowError(
-            f"no palette fits in {max_bytes:,} bytes (1 colour takes {evaluate(1)[1]:,})"
+            f"no palette fits in {max_bytes:,} bytes (1 colour takes {tries.figures(1):,})"
         )
     chosen = high + 1 - first_fit
-    result, n_bytes = evaluate(chosen)
+    result, n_bytes = tries.result(chosen), tries.figures(chosen)
     peak = indexed_quality_report(
         pixels, result.labels, result.palette, with_ssim=False, with_delta_e=False
     )["psnr"]
     values = {"psnr": peak, "bytes": float(n_bytes)}
     reason = f"most colours within {max_bytes:,} bytes: K={chosen} takes {n_bytes:,} bytes"
     if chosen < high:
-        reason += f"; K={chosen + 1} takes {evaluate(chosen + 1)[1]:,}"
+        reason += f"; K={chosen + 1} takes {tries.figures(chosen + 1):,}"
     return Choice(result, result.n_colors, True, reason, values)
