@@ -285,7 +285,7 @@ def quantize(
     # A large image, undithered, has each pixel labelled once: it is looked up again then
     # rather than holding the map from pixels to colours (4 bytes a pixel) throughout.
     n_pixels = pixels.shape[0] * pixels.shape[1]
-    lean = (dither == "none" or dither_strength == 0) and n_pixels >= LOOKED_UP_FROM
+    lean = not _dithers(dither, dither_strength) and n_pixels >= LOOKED_UP_FROM
     histogram = color_histogram(pixels, store_inverse=not lean)
     return quantize_histogram(
         histogram,
@@ -314,6 +314,11 @@ def prepare_pixels(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if pixels.shape[2] == 2:
         pixels = np.concatenate([np.repeat(pixels[:, :, :1], 3, axis=2), pixels[:, :, 1:]], 2)
     return pixels, squeezed
+
+
+def _dithers(dither: str, dither_strength: float) -> bool:
+    """Whether pixels are dithered, not each mapped to its nearest entry."""
+    return dither != "none" and dither_strength > 0
 
 
 def _check_rendering(space: str, dither: str, dither_strength: float) -> None:
@@ -563,7 +568,7 @@ def takes_cells(
         speed == "fast"
         and pixels.ndim == 3
         and pixels.shape[2] == 3
-        and (dither == "none" or dither_strength == 0)
+        and not _dithers(dither, dither_strength)
         and init == "k-means++"
         and n_init is None
     )
@@ -733,7 +738,7 @@ def apply_palette(
     if color_points is None:
         color_points = color_features(histogram.colors, space)
     palette_points = color_features(palette, space)
-    dithered = dither != "none" and dither_strength > 0
+    dithered = _dithers(dither, dither_strength)
     if dithered:
         dithered_pixels = dither_labels(
             color_points,
