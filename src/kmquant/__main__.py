@@ -37,7 +37,7 @@ from .io import (
     read_bytes,
 )
 from .kmeans import INIT_METHODS
-from .metrics import WHITE, composite, compression_ratio, indexed_quality_report, quality_report
+from .metrics import WHITE, composite, compression_ratio, indexed_quality_report
 from .palette import PALETTE_FORMATS, palette_shares, palette_text, parse_palette, share_order
 from .quantize import (
     DEFAULT_MAX_ITER,
@@ -458,11 +458,8 @@ def _quantize(image: np.ndarray, args: argparse.Namespace, n_colors: int) -> Qua
 
 def _quality(image: np.ndarray, result: QuantizedImage) -> dict[str, float]:
     """The summary's metrics of a result, and the raw (decoded) size of the image."""
-    if result.squeeze_channels:
-        report = quality_report(image, result.to_image())
-    else:
-        # Rebuilt in bands of rows: a large image's quantized copy is never whole in memory.
-        report = indexed_quality_report(image, result.labels, result.palette)
+    # Rebuilt in bands of rows: a large image's quantized copy is never whole in memory.
+    report = indexed_quality_report(image, result.labels, result.palette)
     report["raw_bytes"] = int(image.size)
     return report
 
