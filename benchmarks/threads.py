@@ -26,6 +26,23 @@ from kernels import median_seconds
 from kmquant import color_histogram
 
 
+def checked_thread_counts(counts: list[int]) -> list[int] | None:
+    """``counts`` if each is a possible numba thread count here; else None, after saying so."""
+    most = numba.config.NUMBA_NUM_THREADS
+    if not all(1 <= count <= most for count in counts):
+        print(f"thread counts must be 1 to {most} on this machine", file=sys.stderr)
+        return None
+    return counts
+
+
+def rgb_images(inputs: list[str]) -> list[np.ndarray]:
+    """The RGB pixels of the images or folders ``inputs`` (default: the bundled sample)."""
+    return [
+        kmquant.read_image(path)[:, :, :3]
+        for path in (list_images(inputs) or [kmquant.sample_image_path()])
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", help="images or folders (default: bundled sample)")
@@ -34,14 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per timing (median)")
     args = parser.parse_args(argv)
     most = numba.config.NUMBA_NUM_THREADS
-    counts = args.threads or sorted({*(2**i for i in range(8) if 2**i <= most), most})
-    if not all(1 <= count <= most for count in counts):
-        print(f"thread counts must be 1 to {most} on this machine", file=sys.stderr)
+    counts = checked_thread_counts(
+        args.threads or sorted({*(2**i for i in range(8) if 2**i <= most), most})
+    )
+    if counts is None:
         return 1
-    images = [
-        kmquant.read_image(path)[:, :, :3]
-        for path in (list_images(args.inputs) or [kmquant.sample_image_path()])
-    ]
+    images = rgb_images(args.inputs)
     side = int(np.ceil(np.sqrt(25e6 / images[0][:, :, 0].size)))
     large = np.ascontiguousarray(np.tile(images[0], (side, side, 1)))
     print(f"{len(images)} images, K = {args.k}, numba threads {counts}, {os.cpu_count()} cores")
