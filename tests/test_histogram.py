@@ -6,6 +6,7 @@ from kmquant._kernels import (
     histogram_by_bitmap,
     histogram_unsorted,
     label_counts,
+    palette_rows,
     palette_tally,
     pixel_squared_error,
     places_through_rows,
@@ -126,6 +127,9 @@ def test_counting_kernels_equal_numpy(sample_image):
     assert label_counts(labels, 9).tolist() == np.bincount(labels, minlength=9).tolist()
     expected = ((hist.colors[hist.inverse].astype(float) - palette[labels]) ** 2).sum()
     assert pixel_squared_error(hist.colors, hist.inverse, palette, labels) == expected
+    # Without an inverse the colours are the pixels themselves (the metrics' MSE).
+    pixels = np.ascontiguousarray(hist.colors[hist.inverse])
+    assert pixel_squared_error(pixels, None, palette, labels) == expected
     color_labels = rng.integers(0, 7, hist.n_colors).astype(np.uint8)
     per_color = ((hist.colors.astype(float) - palette[color_labels]) ** 2).sum(1)
     assert weighted_squared_error(hist.colors, hist.counts, palette, color_labels) == pytest.approx(
@@ -189,3 +193,14 @@ def test_cell_histogram_rejects_bad_input():
         cell_histogram(np.zeros((2, 4), dtype=np.uint8), 5)
     with pytest.raises(ValueError, match="bits"):
         cell_histogram(np.zeros((2, 3), dtype=np.uint8), 8)
+
+
+@pytest.mark.parametrize("n_channels", [1, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 517), (64, 96)])
+def test_palette_rows_equal_numpy_gather(n_channels, shape):
+    rng = np.random.default_rng(n_channels)
+    palette = rng.integers(0, 256, (256, n_channels)).astype(np.uint8)
+    labels = rng.integers(0, 256, shape).astype(np.uint8)
+    out = np.zeros((*shape, n_channels), dtype=np.uint8)
+    assert palette_rows(labels, palette, out) is out
+    np.testing.assert_array_equal(out, palette[labels])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kmquant import metrics, quantize
+from kmquant.quantize import QuantizedImage
 
 
 def test_mse_and_psnr_by_hand():
@@ -104,3 +105,16 @@ def test_indexed_report_on_small_and_other_images(shape):
             assert math.isinf(report[key])
         else:
             assert report[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
+def test_indexed_report_and_to_image_reject_labels_outside_the_palette(sample_image):
+    result = quantize(sample_image[:32, :40], 4, rng=0)
+    labels = result.labels.copy()
+    labels[3, 5] = 4  # one past the end
+    with pytest.raises(ValueError, match="outside a palette of 4 entries"):
+        metrics.indexed_quality_report(sample_image[:32, :40], labels, result.palette)
+    bad = QuantizedImage(
+        palette=result.palette, labels=labels, inertia=0.0, n_iter=0, n_input_colors=0
+    )
+    with pytest.raises(ValueError, match="outside a palette"):
+        bad.to_image()

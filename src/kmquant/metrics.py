@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._kernels import pair_histogram_unsorted, ssim_sum
+from ._kernels import pair_histogram_unsorted, palette_rows, pixel_squared_error, ssim_sum
 from .histogram import unpack_keys
+from .palette import check_labels
 
 # Values per block of the MSE's float64 differences (2 MiB).
 _BLOCK_VALUES = 1 << 18
@@ -22,7 +23,7 @@ _SSIM_BAND_PIXELS = 1 << 20
 # Distinct colour pairs per CIEDE2000 call: scikit-image keeps a score of float arrays of
 # them at once (about 7 MiB at this size).
 _DELTA_E_CHUNK = 1 << 16
-# Pixels per band of rows rebuilt from palette indices by indexed_quality_report.
+# Pixels per band of rows rebuilt from palette indices for indexed_quality_report's SSIM.
 _INDEXED_BAND_PIXELS = 1 << 20
 
 __all__ = [
@@ -330,15 +331,17 @@ def indexed_quality_report(
     """:func:`quality_report` of ``reference`` against ``palette[labels]``, not built whole.
 
     For a uint8 RGB ``reference`` (H, W, 3) with ``labels`` (H, W) into a uint8 ``palette``
-    (K, 3), and both sides at least 7 pixels, the quantized image is rebuilt a band of rows
-    at a time: the MSE sums each band's squared differences, SSIM sums each band's windows
-    (bands overlap by the window's height less one row, so every window is counted once),
-    and CIEDE2000 counts the distinct pairs of a reference colour and a palette index. A
-    96-megapixel image needs no 288 MB copy. The values equal :func:`quality_report`'s up
-    to the order of floating-point sums. Any other image is rebuilt whole and passed to
-    :func:`quality_report`.
+    (K, 3), and both sides at least 7 pixels, the quantized image is never whole: the MSE
+    sums each pixel's squared difference to its palette entry in one compiled pass, SSIM
+    rebuilds a band of rows at a time and sums its windows (bands overlap by the window's
+    height less one row, so every window is counted once), and CIEDE2000 counts the
+    distinct pairs of a reference colour and a palette index. A 96-megapixel image needs no
+    288 MB copy. A label outside the palette is a ValueError. The values equal
+    :func:`quality_report`'s up to the order of floating-point sums. Any other image is
+    rebuilt whole and passed to :func:`quality_report`.
     """
     first, indices, entries = np.asarray(reference), np.asarray(labels), np.asarray(palette)
+    check_labels(indices, len(entries))
     if not (
         first.ndim == 3
         and first.shape[2] == 3
@@ -354,25 +357,26 @@ def indexed_quality_report(
         )
     first = np.ascontiguousarray(first)
     indices = np.ascontiguousarray(indices, dtype=np.uint8)
+    entries = np.ascontiguousarray(entries)
     height, width = indices.shape
-    band_rows = max(1, _INDEXED_BAND_PIXELS // width)
-    squared_error = 0.0
-    for top in range(0, height, band_rows):
-        bottom = min(height, top + band_rows)
-        squared_error += _squared_error_sum(first[top:bottom], entries[indices[top:bottom]])
-    error = squared_error / first.size
+    # Straight from the labels, on every thread: integer sums, so exactly the value of the
+    # rebuilt image's (24 megapixels: 0.22 -> 0.02 s, exploratory).
+    error = pixel_squared_error(first.reshape(-1, 3), None, entries, indices.reshape(-1))
+    error /= first.size
     report = {"mse": error, "psnr": _psnr_from_mse(error)}
     if with_ssim:
         window = _ssim_window(first.shape)  # 7: both sides are at least 7
         c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
         total = 0.0
+        band_rows = max(1, _INDEXED_BAND_PIXELS // width)
+        rebuilt = np.empty((band_rows + window - 1, width, 3), dtype=np.uint8)
         # Windows whose top row is in [top, bottom) lie in rows [top, bottom + window - 1).
         tops = height - window + 1
         for top in range(0, tops, band_rows):
             bottom = min(tops, top + band_rows)
             rows = slice(top, bottom + window - 1)
-            rebuilt = np.ascontiguousarray(entries[indices[rows]])
-            total += ssim_sum(first[rows], rebuilt, window, c1, c2)
+            band = palette_rows(indices[rows], entries, rebuilt[: bottom + window - 1 - top])
+            total += ssim_sum(first[rows], band, window, c1, c2)
         report["ssim"] = float(total / (tops * (width - window + 1) * 3))
     if with_delta_e:
         # Pairs of a reference colour and a palette index, packed as (r, g, b, index).

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import label_counts
+from ._kernels import label_counts, palette_rows
 
 __all__ = ["centers_to_palette", "luminance_order"]
 
 # Rec. 709 luma weights: sorting by luma puts similar colours next to each other, which keeps
 # neighbouring pixels' indices close and helps the PNG's deflate stage a little.
 _LUMA_WEIGHTS = np.array([0.2126, 0.7152, 0.0722])
+
+
+def check_labels(labels: np.ndarray, n_entries: int) -> None:
+    """A ValueError unless every label indexes one of ``n_entries`` palette entries: the
+    compiled gathers would read whatever lies past the palette's end."""
+    if labels.size and (int(labels.max()) >= n_entries or int(labels.min()) < 0):
+        raise ValueError(
+            f"labels run from {int(labels.min())} to {int(labels.max())}, outside a palette "
+            f"of {n_entries} entries"
+        )
+
+
+def palette_image(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """``palette[labels]``: the image (h, w, c) that labels (h, w) into a uint8 palette (k, c)
+    stand for, gathered on every thread (numpy's indexing runs on one: 3.1 against 0.29 ms
+    for a photo, exploratory). A label outside the palette is a ValueError."""
+    labels, palette = np.ascontiguousarray(labels), np.ascontiguousarray(palette, dtype=np.uint8)
+    check_labels(labels, len(palette))
+    out = np.empty((*labels.shape, palette.shape[1]), dtype=np.uint8)
+    return palette_rows(labels, palette, out)
 
 
 def centers_to_palette(centers: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from .colorspace import (
 from .engine import PRESETS, fit_centers, split_centers
 from .histogram import ColorHistogram, cell_histogram, color_histogram
 from .kmeans import INIT_METHODS, _check_n_colors
-from .palette import luminance_order
+from .palette import luminance_order, palette_image
 from .remap import DITHERS, dither_labels, guesses_help, nearest_palette_labels
 
 __all__ = [
@@ -98,7 +98,7 @@ class QuantizedImage:
 
     def to_image(self) -> np.ndarray:
         """The quantized image, ``palette[labels]``, as uint8 (same layout as the input)."""
-        image = self.palette[self.labels]
+        image = palette_image(self.labels, self.palette)
         if self.squeeze_channels:
             return image[:, :, 0]
         return image
