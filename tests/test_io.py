@@ -368,6 +368,13 @@ def _png_file(pixels, kinds, *, extra=(), idat_pieces=1, header=None, rows=None)
     ) + chunk(b"IEND", b"")
 
 
+def _plain_payload(data: bytes) -> bytes:
+    """The IDAT payload of a PNG made by :func:`_png_file` with one IDAT chunk."""
+    start = data.index(b"IDAT") + 4
+    (length,) = struct.unpack(">I", data[start - 8 : start - 4])
+    return data[start : start + length]
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("kinds", [[0], [1], [2], [3], [4], [4, 3, 2, 1, 0]])
 def test_png_rows_are_unfiltered_exactly(monkeypatch, small_photo, channels, kinds):
@@ -414,8 +421,18 @@ def test_pillow_reads_the_pngs_that_change_pixels_or_layout(small_photo):
     assert read_image(transparent).shape == (height, width, 4)
 
 
-def test_corrupt_plain_pngs_fail_as_before(small_photo):
+@pytest.mark.parametrize("strip_bytes", [None, 1])
+def test_corrupt_plain_pngs_fail_as_before(monkeypatch, small_photo, strip_bytes):
+    # In one strip, or in strips of a row that a second thread inflates ahead.
+    from kmquant import io as kmquant_io
+
+    if strip_bytes is not None:
+        monkeypatch.setattr(kmquant_io, "_PNG_STRIP_BYTES", strip_bytes)
     data = _png_file(small_photo, [1, 4])
+    stream = _plain_payload(data)
+    assert kmquant_io._decode_plain_png(data[: len(data) // 2]) is None  # ends early
+    scrambled = data.replace(stream[40:60], bytes(20))  # a broken deflate stream
+    assert kmquant_io._decode_plain_png(scrambled) is None
     with pytest.raises(ImageReadError, match="truncated or corrupt"):
         read_image(data[: len(data) // 2])
     bad_filter = bytearray(_filtered_rows(small_photo, [2]))

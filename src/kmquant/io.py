@@ -19,6 +19,7 @@ import struct
 import tempfile
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -182,14 +183,39 @@ def _plain_png_layout(data: bytes) -> tuple[int, int, int, list[memoryview]] | N
     return width, height, _PNG_CHANNELS[color_type], payloads
 
 
+class _StripInflater:
+    """The image data of a PNG, inflated a strip of filtered rows at a time."""
+
+    def __init__(self, payloads: list[memoryview]) -> None:
+        self._inflater = zlib.decompressobj()
+        self._pieces = iter(payloads)
+
+    def take(self, wanted: int) -> bytes | None:
+        """The next ``wanted`` bytes (None where the image data ends first), inflated no
+        further: nothing is left over for the next strip. A corrupt stream raises
+        ``zlib.error``."""
+        parts = []
+        have = 0
+        while have < wanted:
+            source = self._inflater.unconsumed_tail or next(self._pieces, None)
+            if source is None or self._inflater.eof:
+                return None
+            part = self._inflater.decompress(source, wanted - have)
+            parts.append(part)
+            have += len(part)
+        return b"".join(parts)
+
+
 def _decode_plain_png(data: bytes) -> np.ndarray | None:
     """An 8-bit RGB or RGBA PNG straight into its uint8 array; None where Pillow must read it.
 
     Pillow holds 4 bytes a pixel of its own beside the array it is copied to: at 96
     megapixels, 366 MiB more at the peak of decoding. Here the image data is inflated a strip
-    of rows at a time and unfiltered in a compiled loop into the array. Files this does not
-    read (see :func:`_plain_png_layout`), and any that fails here (a corrupt or truncated
-    stream), go to Pillow, which reads or rejects them as before.
+    of rows at a time and unfiltered in a compiled loop into the array. From two strips on,
+    a second thread inflates the next strip while this one is unfiltered (zlib and the
+    compiled loop both let go of the GIL): at 24 megapixels each takes about 0.18 s. Files
+    this does not read (see :func:`_plain_png_layout`), and any that fails here (a corrupt
+    or truncated stream), go to Pillow, which reads or rejects them as before.
     """
     layout = _plain_png_layout(data) if isinstance(data, bytes) else None
     if layout is None:
@@ -200,29 +226,32 @@ def _decode_plain_png(data: bytes) -> np.ndarray | None:
     rows_out = pixels.reshape(height, stride)
     above = np.zeros(stride, dtype=np.uint8)
     strip_rows = max(1, _PNG_STRIP_BYTES // (stride + 1))
-    inflater = zlib.decompressobj()
-    pieces = iter(payloads)
-    try:
-        for top in range(0, height, strip_rows):
-            rows = min(strip_rows, height - top)
-            wanted = rows * (stride + 1)
-            # Inflated no further than the strip: nothing is left over for the next.
-            parts = []
-            have = 0
-            while have < wanted:
-                source = inflater.unconsumed_tail or next(pieces, None)
-                if source is None or inflater.eof:
+    inflater = _StripInflater(payloads)
+    tops = range(0, height, strip_rows)
+
+    def wanted(top: int) -> int:
+        return min(strip_rows, height - top) * (stride + 1)
+
+    with contextlib.ExitStack() as stack:
+        ahead = None
+        if len(tops) > 1:
+            ahead = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="kmquant-png"))
+        try:
+            pending = ahead.submit(inflater.take, wanted(0)) if ahead else None
+            for top in tops:
+                filtered = pending.result() if pending else inflater.take(wanted(top))
+                if filtered is None:
                     return None  # the image data ends early
-                part = inflater.decompress(source, wanted - have)
-                parts.append(part)
-                have += len(part)
-            filtered = b"".join(parts)
-            raw = np.frombuffer(filtered, dtype=np.uint8, count=wanted).reshape(rows, stride + 1)
-            if not _kernels.png_unfilter(raw, rows_out[top : top + rows], above, channels):
-                return None
-            above = rows_out[top + rows - 1]
-    except zlib.error:
-        return None
+                following = top + strip_rows
+                if ahead and following < height:
+                    pending = ahead.submit(inflater.take, wanted(following))
+                rows = min(strip_rows, height - top)
+                raw = np.frombuffer(filtered, dtype=np.uint8).reshape(rows, stride + 1)
+                if not _kernels.png_unfilter(raw, rows_out[top : top + rows], above, channels):
+                    return None
+                above = rows_out[top + rows - 1]
+        except zlib.error:
+            return None
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
         # Pillow's warning, in its words, for a size it still reads.
