@@ -204,3 +204,20 @@ def test_palette_rows_equal_numpy_gather(n_channels, shape):
     out = np.zeros((*shape, n_channels), dtype=np.uint8)
     assert palette_rows(labels, palette, out) is out
     np.testing.assert_array_equal(out, palette[labels])
+
+
+@pytest.mark.parametrize("store_inverse", [True, False])
+def test_labels_by_color_needs_one_label_a_colour(sample_image, store_inverse):
+    pixels = np.ascontiguousarray(sample_image.reshape(-1, 3))
+    stored = color_histogram(pixels)  # the labels are made through its inverse
+    rng = np.random.default_rng(0)
+    color_labels = rng.integers(0, 16, stored.n_colors).astype(np.uint8)
+    labels = color_labels[stored.inverse]
+    # Read without an inverse, each pixel is looked up in the bitmap (built here only).
+    hist = color_histogram(pixels, store_inverse=store_inverse)
+    np.testing.assert_array_equal(hist.labels_by_color(labels), color_labels)
+    # One pixel of a colour that other pixels share, labelled differently: no answer.
+    shared = int(np.flatnonzero(stored.counts[stored.inverse] > 1)[0])
+    labels[shared] = (labels[shared] + 1) % 16
+    assert hist.labels_by_color(labels) is None
+    assert (hist._inverse is None) is (not store_inverse)

@@ -80,8 +80,10 @@ def test_indexed_report_equals_the_report_on_the_rebuilt_image(
 ):
     # Small bands put many band edges (and SSIM's overlapping rows) inside the image.
     monkeypatch.setattr(metrics, "_INDEXED_BAND_PIXELS", band_pixels)
-    for n_colors in (2, 16, 256):
-        result = quantize(sample_image, n_colors, rng=0)
+    # Undithered, each colour has one label (CIEDE2000 through the colours' histogram);
+    # dithered, colours have several (through the hashed pairs).
+    for n_colors, dither in ((2, "none"), (16, "none"), (256, "none"), (16, "floyd-steinberg")):
+        result = quantize(sample_image, n_colors, rng=0, dither=dither)
         expected = metrics.quality_report(sample_image, result.to_image())
         report = metrics.indexed_quality_report(sample_image, result.labels, result.palette)
         assert report.keys() == expected.keys()

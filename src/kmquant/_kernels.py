@@ -389,6 +389,34 @@ def look_up_by_bitmap(pixels, bitmap, ranks_before, color_labels, out):  # pragm
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def labels_by_color(pixels, bitmap, ranks_before, labels, color_labels):  # pragma: no cover
+    """Each colour's label, where every pixel of that colour has the same one: writes
+    ``color_labels[c]`` from the pixels of colour c (looked up in
+    :func:`histogram_by_bitmap`'s bitmap) and returns whether every pixel's ``labels[i]`` is
+    its colour's. Pixels of one colour write the same value, so the blocks may run side by
+    side; where two labels of one colour differ, one of them is left and a pixel with the
+    other fails the check."""
+    n_pixels = pixels.shape[0]
+    n_blocks = (n_pixels + _LOOKUP_BLOCK - 1) // _LOOKUP_BLOCK
+    for block in prange(n_blocks):
+        block_pixels = pixels[block * _LOOKUP_BLOCK : (block + 1) * _LOOKUP_BLOCK]
+        block_labels = labels[block * _LOOKUP_BLOCK : (block + 1) * _LOOKUP_BLOCK]
+        for i in range(block_pixels.shape[0]):
+            rank = _bitmap_rank(bitmap, ranks_before, _packed_key(block_pixels, i))
+            color_labels[np.uint64(rank)] = block_labels[i]  # unsigned: see the module
+    mismatched = 0
+    for block in prange(n_blocks):
+        block_pixels = pixels[block * _LOOKUP_BLOCK : (block + 1) * _LOOKUP_BLOCK]
+        block_labels = labels[block * _LOOKUP_BLOCK : (block + 1) * _LOOKUP_BLOCK]
+        count = 0
+        for i in range(block_pixels.shape[0]):
+            rank = _bitmap_rank(bitmap, ranks_before, _packed_key(block_pixels, i))
+            count += color_labels[np.uint64(rank)] != block_labels[i]
+        mismatched += count
+    return mismatched == 0
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def relabel_in_place(indices, new_index):  # pragma: no cover - compiled
     """``indices[i] = new_index[indices[i]]`` for every i, without a second array."""
     for i in prange(indices.shape[0]):

@@ -17,6 +17,7 @@ from ._kernels import (
     cell_sums,
     histogram_by_bitmap,
     histogram_unsorted,
+    labels_by_color,
     look_up_by_bitmap,
     pixel_labels,
     relabel_in_place,
@@ -103,6 +104,17 @@ class ColorHistogram:
             labels = np.empty(self._lookup[0].shape[0], dtype=color_labels.dtype)
             return look_up_by_bitmap(*self._lookup, color_labels, labels)
         return pixel_labels(color_labels, self._inverse)
+
+    def labels_by_color(self, labels: np.ndarray) -> np.ndarray | None:
+        """Each colour's label, from the pixels' ``labels`` (n_pixels,), where all the
+        pixels of every colour share one (an undithered result's labels do); else None."""
+        labels = np.ascontiguousarray(labels).reshape(-1)
+        color_labels = np.empty(self.n_colors, dtype=labels.dtype)
+        if self._inverse is None:
+            assert self._lookup is not None
+            return color_labels if labels_by_color(*self._lookup, labels, color_labels) else None
+        color_labels[self._inverse] = labels
+        return color_labels if np.array_equal(color_labels[self._inverse], labels) else None
 
 
 def pack_colors(pixels: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._kernels import pair_histogram_unsorted, palette_rows, pixel_squared_error, ssim_sum
-from .histogram import unpack_keys
+from .histogram import color_histogram, pack_colors, unpack_keys
 from .palette import check_labels
 
 # Values per block of the MSE's float64 differences (2 MiB).
@@ -320,6 +320,24 @@ BLACK = (0, 0, 0)
 WHITE = (255, 255, 255)
 
 
+def _reference_label_pairs(pixels: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct pairs of a reference colour and a label, packed as (r, g, b, label) into
+    int64 keys, and how many pixels have each.
+
+    Where every colour has one label, as in an undithered result, the pairs are the
+    reference's colours (counted through the bitmap histogram, on every thread) with their
+    labels: 0.27 -> 0.08 s at 24 megapixels (exploratory). Otherwise the pairs are hashed,
+    in order of first sight.
+    """
+    histogram = color_histogram(pixels, store_inverse=False)
+    color_labels = histogram.labels_by_color(labels)
+    if color_labels is None:
+        keys, counts, _ = pair_histogram_unsorted(pixels, labels[:, None], False)
+        return keys, counts
+    keys = (pack_colors(histogram.colors).astype(np.int64) << 8) | color_labels
+    return keys, histogram.counts
+
+
 def indexed_quality_report(
     reference: np.ndarray,
     labels: np.ndarray,
@@ -379,10 +397,7 @@ def indexed_quality_report(
             total += ssim_sum(first[rows], band, window, c1, c2)
         report["ssim"] = float(total / (tops * (width - window + 1) * 3))
     if with_delta_e:
-        # Pairs of a reference colour and a palette index, packed as (r, g, b, index).
-        keys, counts, _ = pair_histogram_unsorted(
-            first.reshape(-1, 3), indices.reshape(-1, 1), False
-        )
+        keys, counts = _reference_label_pairs(first.reshape(-1, 3), indices.reshape(-1))
 
         def pair_colors(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             distinct = unpack_keys(chunk, 4)
