@@ -3840,6 +3840,9 @@ def ssim_sum(first, second, window, c1, c2):  # pragma: no cover - compiled
     out_cols = width - window + 1
     n_points = window * window
     norm = n_points / (n_points - 1.0)
+    # Multiplied by, not divided: five divisions a window were 43% of the time (24 MP: 0.215
+    # -> 0.123 s for 3,000 rows, exploratory), for values within an ulp or two.
+    inverse_n = 1.0 / n_points
     n_blocks = (out_rows + _SSIM_BLOCK_ROWS - 1) // _SSIM_BLOCK_ROWS
     partial = np.zeros(n_blocks)
     for block in prange(n_blocks):
@@ -3884,11 +3887,11 @@ def ssim_sum(first, second, window, c1, c2):  # pragma: no cover - compiled
                         sxx += sums[2, col + window - 1] - sums[2, col - 1]
                         syy += sums[3, col + window - 1] - sums[3, col - 1]
                         sxy += sums[4, col + window - 1] - sums[4, col - 1]
-                    mean_x = sx / n_points
-                    mean_y = sy / n_points
-                    var_x = norm * (sxx / n_points - mean_x * mean_x)
-                    var_y = norm * (syy / n_points - mean_y * mean_y)
-                    cov = norm * (sxy / n_points - mean_x * mean_y)
+                    mean_x = sx * inverse_n
+                    mean_y = sy * inverse_n
+                    var_x = norm * (sxx * inverse_n - mean_x * mean_x)
+                    var_y = norm * (syy * inverse_n - mean_y * mean_y)
+                    cov = norm * (sxy * inverse_n - mean_x * mean_y)
                     total += ((2 * mean_x * mean_y + c1) * (2 * cov + c2)) / (
                         (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
                     )
