@@ -389,7 +389,7 @@ def look_up_by_bitmap(pixels, bitmap, ranks_before, color_labels, out):  # pragm
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def labels_by_color(pixels, bitmap, ranks_before, labels, color_labels):  # pragma: no cover
+def color_labels_by_bitmap(pixels, bitmap, ranks_before, labels, color_labels):  # pragma: no cover
     """Each colour's label, where every pixel of that colour has the same one: writes
     ``color_labels[c]`` from the pixels of colour c (looked up in
     :func:`histogram_by_bitmap`'s bitmap) and returns whether every pixel's ``labels[i]`` is

@@ -15,9 +15,9 @@ import numpy as np
 
 from ._kernels import (
     cell_sums,
+    color_labels_by_bitmap,
     histogram_by_bitmap,
     histogram_unsorted,
-    labels_by_color,
     look_up_by_bitmap,
     pixel_labels,
     relabel_in_place,
@@ -112,9 +112,11 @@ class ColorHistogram:
         color_labels = np.empty(self.n_colors, dtype=labels.dtype)
         if self._inverse is None:
             assert self._lookup is not None
-            return color_labels if labels_by_color(*self._lookup, labels, color_labels) else None
-        color_labels[self._inverse] = labels
-        return color_labels if np.array_equal(color_labels[self._inverse], labels) else None
+            consistent = color_labels_by_bitmap(*self._lookup, labels, color_labels)
+        else:
+            color_labels[self._inverse] = labels
+            consistent = np.array_equal(color_labels[self._inverse], labels)
+        return color_labels if consistent else None
 
 
 def pack_colors(pixels: np.ndarray) -> np.ndarray:
